@@ -1,0 +1,374 @@
+"""The CLIP tab: a live image x text similarity matrix, temperature, the contrastive loss, zero-shot, the shared space.
+
+Handlers are plain functions; `build()` lays them out. The maths (InfoNCE, softmaxes, PCA) lives in mmcore.clip, and
+embeddings are cached by content there, so a temperature change only redoes the maths.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+
+from demos import common
+from mmcore import clip as C
+from mmcore import shapes
+
+FAMILY = "clip"
+MAX_IMAGES = 16
+LOG_TAU_RANGE = (-3.0, 1.0)  # log10 of the temperature: 0.001 ... 10
+PROBE_TEXTS = ("a red circle and a blue square", "a blue circle and a red square")
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
+def _bundle(tier: str | None) -> tuple[C.ClipBundle, str]:
+    bundle, res = common.load(FAMILY, tier)
+    return bundle, common.tier_label(FAMILY, res)
+
+
+def _paths(gallery) -> list:
+    """Gallery value -> list of image sources (a path, or a PIL image); Gradio gives (path, caption) pairs."""
+    items = []
+    for item in gallery or []:
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        if isinstance(item, dict):
+            item = item.get("path") or item.get("image") or item.get("name")
+        items.append(item)
+    return items
+
+
+def _images(gallery) -> list[Image.Image]:
+    items = _paths(gallery)
+    if not items:
+        raise ValueError("No images yet: upload some, use the sample photos, or draw a random Shapes batch.")
+    if len(items) > MAX_IMAGES:
+        raise ValueError(f"At most {MAX_IMAGES} images, got {len(items)}.")
+    return [common.user_image(item, what=f"image {i + 1}") for i, item in enumerate(items)]
+
+
+def _tau(log_tau: float | None) -> float:
+    if log_tau is None or not math.isfinite(float(log_tau)):
+        raise ValueError(f"temperature (log10 τ) must be a finite number in {LOG_TAU_RANGE}, got {log_tau!r}")
+    return C.validate_temperature(10.0 ** float(log_tau))
+
+
+def _heatmap(z: np.ndarray, title: str, rows: list[str], cols: list[str], hover_cols: list[str],
+             zmin: float | None = None, zmax: float | None = None, highlight_diagonal: bool = True) -> go.Figure:
+    fig = go.Figure(go.Heatmap(
+        z=z, x=cols, y=rows, zmin=zmin, zmax=zmax, colorscale="Viridis", texttemplate="%{z:.2f}",
+        customdata=np.array([hover_cols] * len(rows)), hovertemplate="%{y} × %{customdata}: %{z:.3f}<extra></extra>"))
+    if highlight_diagonal and len(rows) == len(cols):
+        for i in range(len(rows)):  # outline the matched pairs
+            fig.add_shape(type="rect", x0=i - 0.5, x1=i + 0.5, y0=i - 0.5, y1=i + 0.5,
+                          line={"color": "red", "width": 2})
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=380, margin={"l": 50, "r": 20, "t": 50, "b": 40})
+    return fig
+
+
+def _short(text: str, n: int = 22) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------------------- handlers
+
+def new_batch(n: float = 8, seed: float | None = None) -> tuple[list[Image.Image], str]:
+    """n fresh Shapes scenes (test split) and their true captions, in matching order."""
+    count = int(n) if n is not None and math.isfinite(float(n)) else 8
+    if not 2 <= count <= MAX_IMAGES:
+        raise ValueError(f"batch size must be in [2, {MAX_IMAGES}], got {n}")
+    first = None if seed is None else int(seed)
+    scenes = [common.random_scene(None if first is None else first + i) for i in range(count)]
+    return [img for img, _ in scenes], "\n".join(shapes.caption(s) for _, s in scenes)
+
+
+def sample_photos() -> tuple[list[str], str]:
+    """The bundled sample photos with plain captions, for the pretrained tier."""
+    captions = {"astronaut": "a photo of an astronaut", "chelsea": "a photo of a cat",
+                "coffee": "a photo of a cup of coffee", "rocket": "a photo of a rocket launch"}
+    paths = [p for p in common.SAMPLES if p.stem in captions]
+    return [str(p) for p in paths], "\n".join(captions[p.stem] for p in paths)
+
+
+def similarity(gallery, texts: str, tier: str | None = None) -> tuple[np.ndarray, list[str], C.ClipBundle, str]:
+    """Encode (cached) and compare: S (B_img, B_txt) cosine similarities, the texts, the model, its label."""
+    images = _images(gallery)
+    lines = C.parse_texts(texts, max_lines=MAX_IMAGES)
+    bundle, label = _bundle(tier)
+    img = C.encode_images(bundle, images)  # (Bi, D), unit norm
+    txt = C.encode_texts(bundle, lines)  # (Bt, D), unit norm
+    return (img @ txt.T).double().numpy(), lines, bundle, label
+
+
+def matrix_views(S: np.ndarray, texts: list[str], log_tau: float) -> tuple[go.Figure, go.Figure, go.Figure, str]:
+    """From a similarity matrix alone: heatmaps of S, row softmax, column softmax, and the loss in Markdown."""
+    tau = _tau(log_tau)
+    S = np.asarray(S, dtype=np.float64)
+    rows = [f"I{i + 1}" for i in range(S.shape[0])]
+    cols = [f"T{j + 1}" for j in range(S.shape[1])]
+    hover = [f"T{j + 1} “{_short(t, 40)}”" for j, t in enumerate(texts)]
+    fig_s = _heatmap(S, "Cosine similarity S", rows, cols, hover, -1, 1)
+    fig_r = _heatmap(C.softmax_rows(S, tau).numpy(), f"image → text: softmax over each row (τ = {tau:.3g})",
+                     rows, cols, hover, 0, 1)
+    fig_c = _heatmap(C.softmax_cols(S, tau).numpy(), f"text → image: softmax down each column (τ = {tau:.3g})",
+                     rows, cols, hover, 0, 1)
+    legend = "\n".join(f"- **T{j + 1}**: {t}" for j, t in enumerate(texts))
+    head = f"**τ = {tau:.4g}** (logit scale 1/τ = {1 / tau:.4g})\n\n"
+    if S.shape[0] != S.shape[1]:
+        return fig_s, fig_r, fig_c, (head + f"⚠️ {S.shape[0]} images and {S.shape[1]} texts: the contrastive loss "
+                                     "needs **B matched pairs** (image i with text i), so it is not computed. The "
+                                     "matrix and the softmaxes still are.\n\n" + legend)
+    loss = C.info_nce(S, tau)
+    per = " · ".join(f"I{i + 1}: {a:.3f} / T{i + 1}: {b:.3f}" for i, (a, b) in
+                     enumerate(zip(loss.per_image, loss.per_text)))
+    md = (head +
+          r"$$\mathcal{L}_{i\to t} = -\frac{1}{B}\sum_{i=1}^{B}\log\frac{e^{S_{ii}/\tau}}{\sum_{j} e^{S_{ij}/\tau}}"
+          rf" = {loss.image_to_text:.4f}$$" "\n"
+          r"$$\mathcal{L}_{t\to i} = -\frac{1}{B}\sum_{j=1}^{B}\log\frac{e^{S_{jj}/\tau}}{\sum_{i} e^{S_{ij}/\tau}}"
+          rf" = {loss.text_to_image:.4f}$$" "\n"
+          r"$$\mathcal{L}_{CLIP} = \tfrac{1}{2}\left(\mathcal{L}_{i\to t} + \mathcal{L}_{t\to i}\right)"
+          rf" = {loss.clip:.4f}$$" "\n\n"
+          f"Per pair (row loss / column loss): {per}\n\n" + legend)
+    return fig_s, fig_r, fig_c, md
+
+
+def embedding_map(gallery, texts: str, tier: str | None = None) -> go.Figure:
+    """2-D PCA of the normalised image and text embeddings; a line joins each true pair (image i, text i)."""
+    images = _images(gallery)
+    lines = C.parse_texts(texts, max_lines=MAX_IMAGES)
+    bundle, _ = _bundle(tier)
+    return _pca_figure(C.encode_images(bundle, images), C.encode_texts(bundle, lines), lines)
+
+
+def _pca_figure(img: torch.Tensor, txt: torch.Tensor, lines: list[str]) -> go.Figure:
+    pi, pt, ratio = C.pca_2d(img, txt)
+    fig = go.Figure()
+    for i in range(min(len(pi), len(pt))):
+        fig.add_scatter(x=[pi[i, 0], pt[i, 0]], y=[pi[i, 1], pt[i, 1]], mode="lines", showlegend=False,
+                        line={"color": "#cbd5e1", "width": 1}, hoverinfo="skip")
+    fig.add_scatter(x=pi[:, 0], y=pi[:, 1], mode="markers+text", name="images",
+                    text=[f"I{i + 1}" for i in range(len(pi))], textposition="top center",
+                    marker={"size": 12, "symbol": "square", "color": "#6366f1"})
+    fig.add_scatter(x=pt[:, 0], y=pt[:, 1], mode="markers+text", name="texts",
+                    text=[f"T{j + 1}" for j in range(len(pt))], hovertext=lines, textposition="bottom center",
+                    marker={"size": 11, "color": "#f59e0b"})
+    fig.update_layout(title=f"Shared space, PCA (explains {ratio.sum():.0%} of the variance)", height=420,
+                      xaxis_title=f"PC1 ({ratio[0]:.0%})", yaxis_title=f"PC2 ({ratio[1]:.0%})",
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40})
+    return fig
+
+
+def matrix(gallery, texts: str, log_tau: float | None, tier: str | None = None):
+    """Everything the matrix section shows, from scratch: (S, row softmax, column softmax, loss Markdown, PCA map,
+    the S state for temperature changes, the texts state, the model note). A None log_tau uses the model's τ."""
+    S, lines, bundle, label = similarity(gallery, texts, tier)
+    if log_tau is None:
+        log_tau = -math.log10(bundle.logit_scale)
+    figs = matrix_views(S, lines, log_tau)
+    img = C.encode_images(bundle, _images(gallery))  # cached: no second forward pass
+    pca = _pca_figure(img, C.encode_texts(bundle, lines), lines)
+    note = f"{label}\n\nThe model's learned temperature: τ = 1/{bundle.logit_scale:.1f} = {1 / bundle.logit_scale:.4f}."
+    return (*figs, pca, S.tolist(), lines, note)
+
+
+def temperature(S: list | None, texts: list[str] | None, log_tau: float):
+    """A temperature change: redo the maths on the kept S; nothing is re-encoded."""
+    if not S:
+        raise ValueError("Compute the similarity matrix first.")
+    return matrix_views(np.asarray(S), texts or [], log_tau)
+
+
+def model_log_tau(tier: str | None = None) -> float:
+    """log10 of the model's learned temperature τ = 1/logit_scale, to reset the slider."""
+    bundle, _ = _bundle(tier)
+    return max(LOG_TAU_RANGE[0], min(LOG_TAU_RANGE[1], -math.log10(bundle.logit_scale)))
+
+
+def editable(table, temperature_value: float) -> tuple[go.Figure, go.Figure, str]:
+    """Any B x B matrix typed by hand (preloaded with the lecture's example): softmaxes and the full loss, with the
+    lecture's worked numbers for T1 and I1."""
+    tau = C.validate_temperature(temperature_value)
+    try:
+        S = np.asarray(table.values if hasattr(table, "values") else table, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("Every cell must be a number.") from None
+    if S.ndim != 2 or S.shape[0] != S.shape[1] or not 2 <= S.shape[0] <= MAX_IMAGES:
+        raise ValueError(f"The matrix must be square, 2×2 to {MAX_IMAGES}×{MAX_IMAGES}; got shape {S.shape}.")
+    loss = C.info_nce(S, tau)
+    b = S.shape[0]
+    names = [f"T{j + 1}" for j in range(b)]
+    rows = [f"I{i + 1}" for i in range(b)]
+    fig_r = _heatmap(C.softmax_rows(S, tau).numpy(), "image → text (rows)", rows, names, names, 0, 1)
+    fig_c = _heatmap(C.softmax_cols(S, tau).numpy(), "text → image (columns)", rows, names, names, 0, 1)
+    col = S[:, 0] / tau
+    e = np.exp(col)
+    row = S[0, :] / tau
+    er = np.exp(row)
+    terms = " + ".join(f"e^{{{v:.4g}}}" for v in col)
+    values = " + ".join(f"{v:.4f}" for v in e)
+    md = (f"**Text → image for T₁** (column 1, τ = {tau:g}): logits = [{', '.join(f'{v:.4g}' for v in col)}]\n\n"
+          f"$$\\text{{denominator}} = {terms} = {values} \\approx {e.sum():.4f}$$\n"
+          f"$$-\\log\\left(\\frac{{{e[0]:.4f}}}{{{e.sum():.4f}}}\\right) = -\\log({e[0] / e.sum():.4f}) "
+          f"\\approx {loss.per_text[0]:.3f}$$\n"
+          f"**Image → text for I₁** (row 1): $$\\mathcal{{L}}_1 = -\\log\\frac{{e^{{{row[0]:.4g}}}}}"
+          f"{{{' + '.join(f'e^{{{v:.4g}}}' for v in row)}}} = -\\log({er[0] / er.sum():.4f}) "
+          f"\\approx {loss.per_image[0]:.3f}$$\n\n"
+          f"Whole matrix: **L_i→t = {loss.image_to_text:.4f}**, **L_t→i = {loss.text_to_image:.4f}**, "
+          f"**L_CLIP = {loss.clip:.4f}**.\n\n")
+    if np.allclose(S, np.asarray(C.LECTURE_S)) and tau == 1.0:
+        ex = C.lecture_example()
+        md += (f"ℹ️ The lecture prints the denominator as 9.7157 (the sum of the rounded terms, "
+               f"{ex['t2i_denominator_rounded_terms']:.4f}); exactly it is {ex['t2i_denominator']:.5f}, and the "
+               f"probability is {ex['t2i_probability']:.4f} (the slide says 0.7607). The loss, "
+               f"**{ex['t2i_loss']:.3f}**, agrees.")
+    return fig_r, fig_c, md
+
+
+def zero_shot(image, labels: str, template: str, tier: str | None = None) -> tuple[go.Figure, str]:
+    """P(label | image) = softmax over labels of cos(image, template(label)) / τ, as a bar chart."""
+    img = common.user_image(image)
+    names = C.parse_labels(labels)
+    prompts = [C.fill_template(template, name) for name in names]
+    bundle, label = _bundle(tier)
+    probs = C.zero_shot(C.encode_images(bundle, [img])[0], C.encode_texts(bundle, prompts), bundle.logit_scale)
+    order = np.argsort(probs)
+    fig = go.Figure(go.Bar(x=probs[order], y=[prompts[i] for i in order], orientation="h",
+                           text=[f"{probs[i]:.1%}" for i in order], textposition="auto", marker_color="#6366f1"))
+    fig.update_layout(title="Zero-shot classification", xaxis={"range": [0, 1], "tickformat": ".0%"},
+                      height=120 + 32 * len(names), margin={"l": 220, "r": 20, "t": 50, "b": 30})
+    return fig, label
+
+
+def rank_images(gallery, query: str, tier: str | None = None) -> list[tuple[Image.Image, str]]:
+    """Text -> image retrieval over the loaded images: the gallery sorted by cosine similarity to `query`."""
+    images = _images(gallery)
+    text = C.parse_texts(query, max_lines=1)
+    bundle, _ = _bundle(tier)
+    scores = (C.encode_images(bundle, images) @ C.encode_texts(bundle, text).T)[:, 0]  # (B,)
+    order = torch.argsort(scores, descending=True).tolist()
+    return [(images[i], f"#{r + 1}  I{i + 1}  cos = {scores[i]:.3f}") for r, i in enumerate(order)]
+
+
+def probe_scene() -> Image.Image:
+    """A red circle on the left and a blue square on the right."""
+    scene = shapes.Scene((shapes.Obj("circle", "red", "large", 0.28, 0.5), shapes.Obj("square", "blue", "large", 0.72,
+                                                                                    0.5)), (245, 245, 245), seed=-1)
+    return Image.fromarray(shapes.render(scene, 256))
+
+
+def word_order(image=None) -> tuple[go.Figure, str]:
+    """Score the two swapped captions against the image with both tiers (the pretrained one when it can run)."""
+    img = common.user_image(image) if image is not None else probe_scene()
+    results, notes = {}, []
+    for choice in ("bundled", "pretrained"):
+        res = common.resolve(FAMILY, choice)
+        if res.tier != choice:  # pretrained weights unavailable (offline): say why instead of failing
+            notes.append(f"{choice}: {res.reason}")
+            continue
+        bundle, _ = common.load(FAMILY, choice)
+        cos = (C.encode_images(bundle, [img]) @ C.encode_texts(bundle, list(PROBE_TEXTS)).T)[0]  # (2,)
+        results[choice] = (cos.numpy(), torch.softmax(cos * bundle.logit_scale, 0).numpy())
+    fig = go.Figure()
+    for tier_name, (cos, prob) in results.items():
+        fig.add_bar(name=tier_name, x=list(PROBE_TEXTS), y=prob, text=[f"{p:.1%} (cos {c:.3f})" for c, p in
+                                                                      zip(cos, prob)], textposition="auto")
+    fig.update_layout(barmode="group", title="Same words, different order", yaxis={"range": [0, 1],
+                      "tickformat": ".0%", "title": "P(text | image)"}, height=360,
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40})
+    gaps = [f"**{t}**: cos difference {abs(c[0] - c[1]):.3f}" for t, (c, _) in results.items()]
+    md = ("Both captions hold the same bag of words. A model that scores them almost alike treats the caption as "
+          "a bag of words and has not bound the colours to the shapes (Yuksekgonul et al., 2023, "
+          "*When and why vision-language models behave like bags-of-words*).\n\n" + " · ".join(gaps))
+    if notes:
+        md += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    return fig, md
+
+
+# -------------------------------------------------------------------------------------------------------------- UI
+
+def build() -> None:
+    """Lay out the CLIP tab inside the current Blocks context."""
+    gr.Markdown("## CLIP: two encoders, one shared space\n"
+                "An image encoder and a text encoder each end in a projection to the same space. For a batch of B "
+                "pairs, the B × B cosine-similarity matrix S should light up on its diagonal; InfoNCE, in both "
+                "directions and with a temperature τ, is the loss that makes it so.")
+    tier = common.tier_radio(FAMILY)
+    note = gr.Markdown()
+    with gr.Row():
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(label=f"Images (up to {MAX_IMAGES})", type="filepath", format="png", columns=8,
+                                 height=220, interactive=True, file_types=["image"])
+            with gr.Row():
+                batch_n = gr.Slider(2, MAX_IMAGES, value=8, step=1, label="Shapes batch size")
+                batch_btn = gr.Button("🎲 Draw a random Shapes batch")
+                photos_btn = gr.Button("📷 Sample photos")
+            gr.Markdown(common.PHOTO_NOTE)
+        with gr.Column(scale=2):
+            texts = gr.Textbox(label=f"Texts, one per line (up to {MAX_IMAGES})", lines=9, max_lines=16)
+    with gr.Row():
+        log_tau = gr.Slider(*LOG_TAU_RANGE, value=-2.0, step=0.01, label="log₁₀ τ (temperature, log scale)",
+                            info="left: sharp (τ → 0.001); right: soft (τ → 10)")
+        reset_btn = gr.Button("↺ Model's τ", scale=0, min_width=120)
+        matrix_btn = gr.Button("▦ Compute the matrix", variant="primary", scale=0, min_width=200)
+    with gr.Row():
+        fig_s = gr.Plot(label="S")
+        fig_r = gr.Plot(label="row softmax")
+        fig_c = gr.Plot(label="column softmax")
+    with gr.Row():
+        loss_md = gr.Markdown(latex_delimiters=LATEX)
+        pca = gr.Plot(label="Embedding map")
+    s_state, texts_state = gr.State(), gr.State()
+
+    gr.Markdown("### The lecture's 3 × 3 example: edit any cell")
+    with gr.Row():
+        table = gr.Dataframe(value=[list(r) for r in C.LECTURE_S], headers=["T1", "T2", "T3"], datatype="number",
+                             row_count=3, column_count=3, interactive=True, label="S (rows = images)")
+        tau_edit = gr.Number(value=1.0, label="τ", minimum=C.TEMPERATURE_MIN, maximum=C.TEMPERATURE_MAX)
+    edit_md = gr.Markdown(latex_delimiters=LATEX)
+    with gr.Row():
+        edit_r = gr.Plot()
+        edit_c = gr.Plot()
+
+    gr.Markdown("### Zero-shot classification and text → image search")
+    with gr.Row():
+        with gr.Column():
+            zs_image = common.image_input("Image to classify")
+            zs_labels = gr.Textbox(value="circle, square, triangle, diamond, star, hexagon", label="labels (comma)")
+            zs_template = gr.Textbox(value="a {}", label="prompt template ({} = label)",
+                                     info="Try 'a photo of a {}' with the pretrained tier.")
+            zs_btn = gr.Button("Classify", variant="primary")
+        with gr.Column():
+            zs_plot = gr.Plot(label="P(label | image)")
+            zs_note = gr.Markdown()
+    with gr.Row():
+        query = gr.Textbox(label="Search the images above with a text", value="a red star", scale=3)
+        rank_btn = gr.Button("🔍 Rank images", scale=1)
+    ranked = gr.Gallery(label="Ranked by cosine similarity", columns=8, height=200)
+
+    gr.Markdown("### Word-order probe: is CLIP a bag of words?")
+    with gr.Row():
+        probe_img = gr.Image(value=probe_scene(), label="probe image", format="png", interactive=False, height=220)
+        with gr.Column():
+            probe_btn = gr.Button("Compare the two captions")
+            probe_md = gr.Markdown()
+        probe_plot = gr.Plot()
+
+    ui = common.show_errors
+    batch_btn.click(ui(new_batch), [batch_n], [gallery, texts], api_name="clip_batch")
+    photos_btn.click(ui(sample_photos), None, [gallery, texts], api_name="clip_samples")
+    matrix_btn.click(ui(matrix), [gallery, texts, log_tau, tier],
+                     [fig_s, fig_r, fig_c, loss_md, pca, s_state, texts_state, note], api_name="clip_matrix")
+    log_tau.release(ui(temperature), [s_state, texts_state, log_tau], [fig_s, fig_r, fig_c, loss_md],
+                    api_name="clip_temperature")
+    reset_btn.click(ui(model_log_tau), [tier], [log_tau], api_name="clip_model_temperature").then(
+        ui(temperature), [s_state, texts_state, log_tau], [fig_s, fig_r, fig_c, loss_md], api_visibility="private")
+    gr.on(None, ui(editable), [table, tau_edit], [edit_r, edit_c, edit_md], api_name="clip_editable")
+    zs_btn.click(ui(zero_shot), [zs_image, zs_labels, zs_template, tier], [zs_plot, zs_note], api_name="clip_zero_shot")
+    rank_btn.click(ui(rank_images), [gallery, query, tier], [ranked], api_name="clip_rank")
+    probe_btn.click(ui(word_order), [probe_img], [probe_plot, probe_md], api_name="clip_word_order")
+    gr.on(None, ui(model_log_tau), [tier], [log_tau], api_visibility="private")  # on load and on tier change

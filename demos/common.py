@@ -1,0 +1,107 @@
+"""What every tab shares: tier choice, safe image input, sample photos, random Shapes scenes, error display."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from mmcore import images, models, settings, shapes
+
+SAMPLES = sorted((models.ASSETS / "images").glob("*.jpg"))
+PHOTO_NOTE = ("Real photos belong to the **pretrained** tier. The bundled models were trained only on the Shapes "
+              "world, so on a photo of a cat they can only answer in shapes and colours.")
+
+
+# ------------------------------------------------------------------------------------------------------------- tiers
+
+_RESOLVED: dict[tuple[str, str], models.Resolution] = {}
+_RESOLVED_LOCK = threading.Lock()
+
+
+def resolve(family: str, choice: str | None) -> models.Resolution:
+    """The tier to use for `family` when the user picked `choice` (auto | bundled | pretrained); decided once."""
+    choice = choice or settings.get().tier
+    if choice not in settings.TIERS:
+        raise ValueError(f"tier must be one of {', '.join(settings.TIERS)}, got {choice!r}")
+    with _RESOLVED_LOCK:
+        if (family, choice) not in _RESOLVED:
+            _RESOLVED[(family, choice)] = models.resolve_tier(family, choice)
+        return _RESOLVED[(family, choice)]
+
+
+def load(family: str, choice: str | None):
+    """(model bundle, resolution) for the user's tier choice; downloads only when the resolution says so."""
+    res = resolve(family, choice)
+    return models.load(family, res.tier, local_files_only=not res.download), res
+
+
+def tier_label(family: str, res: models.Resolution) -> str:
+    """One Markdown line naming the model in use, its tier, and why."""
+    spec = models.get_spec(family, res.tier)
+    badge = "🟢 pretrained" if res.tier == "pretrained" else "🟦 bundled (trained on Shapes)"
+    return f"**{badge}**: `{spec.name}` — {res.reason}"
+
+
+def tier_radio(family: str) -> gr.Radio:
+    """The tier control of a tab, saying how large each download is before any download happens."""
+    choices = [("auto", "auto")]
+    for tier in models.TIERS:
+        try:
+            spec = models.get_spec(family, tier)
+        except KeyError:
+            continue
+        size = f"{spec.size_mb:,.0f} MB download" if tier == "pretrained" else f"{spec.size_mb:.1f} MB, offline"
+        choices.append((f"{tier}: {spec.name} ({size})", tier))
+    return gr.Radio(choices, value=settings.get().tier, label="Model tier",
+                    info="auto = pretrained when cached or downloadable, else bundled.")
+
+
+# ------------------------------------------------------------------------------------------------------------ images
+
+def user_image(image: Image.Image | np.ndarray | str | Path | None, what: str = "image") -> Image.Image:
+    """Any upload -> RGB PIL image within the configured limits, or ValueError with a message for people."""
+    if image is None:
+        raise ValueError(f"No {what} yet: upload one, pick a sample photo, or draw a Shapes scene.")
+    cfg = settings.get()
+    return images.load_image(image, max_side=cfg.max_image_side, max_pixels=cfg.max_pixels)
+
+
+def random_scene(seed: float | None = None, size: int = 256, **scene_kwargs) -> tuple[Image.Image, shapes.Scene]:
+    """A fresh test-split Shapes scene (never seen in training): (image, scene). A missing or bad seed draws one."""
+    if seed is None or not np.isfinite(seed) or seed < 0:
+        seed = int(np.random.default_rng().integers(0, 1_000_000))
+    scene = shapes.sample_scene(shapes.split_seed("test", int(seed) % 1_000_000), **scene_kwargs)
+    return Image.fromarray(shapes.render(scene, size)), scene
+
+
+def image_input(label: str = "Image") -> gr.Image:
+    """An image input that hands the handler a file path, so that our own loader (mmcore.images) decodes it."""
+    return gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"], height=300)
+
+
+# ------------------------------------------------------------------------------------------------------------ errors
+
+def show_errors(fn: Callable) -> Callable:
+    """Turn ValueError (bad input) into a Gradio error popup, and a CUDA out-of-memory into a polite retry message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as exc:
+            raise gr.Error(str(exc), title="Please check the input") from None
+        except Exception as exc:
+            import torch
+
+            if isinstance(exc, torch.OutOfMemoryError):
+                torch.cuda.empty_cache()
+                raise gr.Error("The GPU ran out of memory for this request; please try a smaller input.") from None
+            raise
+
+    return wrapper

@@ -1,0 +1,292 @@
+"""The ViT tab: patches, the tensor-shape tracer, positional embeddings, LayerNorm, attention maps and rollout.
+
+Handlers are plain functions (image path or PIL image, numbers, tier) -> images, Markdown, figures; `build()` lays
+them out. All maths lives in mmcore.vit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from demos import common
+from mmcore import shapes, viz
+from mmcore import vit as V
+
+FAMILY = "vit"
+INPUT_SIZES = (32, 64, 112, 128, 224, 256, 384, 448)
+MAX_SINUSOID_D = 1024
+MAX_SINUSOID_POSITIONS = 512
+
+
+def _bundle(tier: str | None) -> tuple[V.ViTBundle, str]:
+    bundle, res = common.load(FAMILY, tier)
+    return bundle, common.tier_label(FAMILY, res)
+
+
+def _int_in(value, name: str, lo: int, hi: int) -> int:
+    """Validate a number from a slider or the API: an integer in [lo, hi], else ValueError naming it."""
+    if value is None or not np.isfinite(float(value)) or float(value) != int(float(value)):
+        raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {value!r}")
+    if not lo <= int(value) <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {int(value)}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------------------- handlers
+
+def new_scene(seed: float | None = None) -> tuple[Image.Image, str]:
+    """A fresh Shapes scene with exactly one large object, and its ground truth."""
+    image, scene = common.random_scene(seed, one_large=True)
+    big = shapes.largest(scene)
+    return image, (f"**Ground truth** (test-split scene {scene.seed - shapes.SPLITS['test']}): {shapes.caption(scene)}."
+                   f" The largest object is a **{big.shape}**, which the bundled ViT was trained to name.")
+
+
+def patches(image, patch_size: float, input_size: float, tier: str | None = None
+            ) -> tuple[Image.Image, str, Image.Image]:
+    """Cut the image into P x P patches: (grid overlay, readout Markdown, the first 16 patches as a sequence)."""
+    img = common.user_image(image)
+    p = int(patch_size) if patch_size in V.PATCH_SIZES else None
+    if p is None:
+        raise ValueError(f"patch_size must be one of {V.PATCH_SIZES}, got {patch_size!r}")
+    size = _int_in(input_size, "input size", 32, 448)
+    n = V.num_patches(size, p)  # raises a clear error when P does not divide the input size
+    g = V.grid_size(size, p)
+    bundle, label = _bundle(tier)
+    cfg = bundle.model.config
+    d = cfg.hidden_size
+    readout = (
+        f"### N = HW / P² = {size}·{size} / {p}² = **{n} patches** ({g} × {g} grid)\n"
+        f"Each patch is a vector of P²·C = {p}²·3 = **{p * p * 3}** numbers; the projection "
+        f"(a Conv2d with kernel = stride = P) maps it to D. With this model's D = **{d}** the sequence is "
+        f"**1 × {n} × {d}**, and **1 × {n + 1} × {d}** with the CLS token.\n\n"
+        f"The model in use ({label.split('`')[1]}) was trained at **{cfg.image_size} px with P = {cfg.patch_size}** "
+        f"(N = {V.num_patches(cfg.image_size, cfg.patch_size)}): the grid above is for exploring, the attention "
+        f"maps below use the model's own grid.")
+    return V.patch_grid(img, p, size), readout, V.patch_sequence(img, p, size, count=min(16, n))
+
+
+def trace(image, tier: str | None = None) -> tuple[list[list[str]], str]:
+    """Hook every stage of one real forward pass: a table of (stage, shape) and the chain as Markdown."""
+    img = common.user_image(image)
+    bundle, label = _bundle(tier)
+    steps = V.trace_shapes(bundle.model, bundle.pixel_values(img))
+    rows = [[name, " × ".join(map(str, shape))] for name, shape in steps]
+    chain = " → ".join(f"`{s}`" for _, s in rows)
+    return rows, f"{label}\n\n{chain}"
+
+
+def positions(tier: str | None = None) -> tuple[Image.Image, str]:
+    """The learned position embeddings' cosine similarities: one small map per patch (the ViT paper's figure 7)."""
+    bundle, _ = _bundle(tier)
+    pos = bundle.model.vit.embeddings.position_embeddings[0, 1:].detach().float().cpu()  # (N, D), CLS row dropped
+    g = math.isqrt(pos.shape[0])
+    sim = V.position_similarity(pos).numpy().reshape(g, g, g, g)  # (row, col) of query patch x key grid
+    side = g * (g + 1) - 1
+    img = viz.mosaic(sim, gap=1, cell_px=max(1, 440 // side))
+    return img, (f"{g} × {g} patches, D = {pos.shape[1]}. Tile (r, c) shows how similar the position embedding of "
+                 "patch (r, c) is to every other one (yellow = similar). Nobody told the model about rows and "
+                 "columns: it learned them. **Click a tile** to enlarge it.")
+
+
+def position_map(patch_index: float, tier: str | None = None) -> go.Figure:
+    """One patch's similarity to every position, as a heatmap with values."""
+    bundle, _ = _bundle(tier)
+    pos = bundle.model.vit.embeddings.position_embeddings[0, 1:].detach().float().cpu()  # (N, D)
+    n = pos.shape[0]
+    g = math.isqrt(n)
+    i = _int_in(patch_index, "patch index", 0, n - 1)
+    sim = V.position_similarity(pos)[i].reshape(g, g).numpy()
+    fig = go.Figure(go.Heatmap(z=sim, colorscale="Viridis", zmin=-1, zmax=1, colorbar={"title": "cos"}))
+    fig.add_scatter(x=[i % g], y=[i // g], mode="markers", marker={"symbol": "x", "size": 12, "color": "red"},
+                    name=f"patch {i}")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    fig.update_layout(title=f"Patch {i} (row {i // g}, column {i % g}) vs every position", height=420,
+                      margin={"l": 30, "r": 30, "t": 50, "b": 30}, showlegend=False)
+    return fig
+
+
+def patch_from_click(tier: str | None, evt: gr.SelectData) -> tuple[float, go.Figure]:
+    """Which tile of the position mosaic was clicked (the mosaic is g x g tiles of g x g cells plus 1-cell gaps)."""
+    bundle, _ = _bundle(tier)
+    n = bundle.model.vit.embeddings.position_embeddings.shape[1] - 1
+    g = math.isqrt(n)
+    side = g * (g + 1) - 1
+    cell_px = max(1, 440 // side)
+    x, y = evt.index
+    col, row = min(g - 1, int(x) // (cell_px * (g + 1))), min(g - 1, int(y) // (cell_px * (g + 1)))
+    return row * g + col, position_map(row * g + col, tier)
+
+
+def sinusoid(d_model: float, num_positions: float) -> go.Figure:
+    """The lecture's fixed encoding PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...), as a heatmap."""
+    d = _int_in(d_model, "d_model", 2, MAX_SINUSOID_D)
+    if d % 2:
+        raise ValueError(f"d_model must be even (sin and cos come in pairs), got {d}")
+    n = _int_in(num_positions, "positions", 1, MAX_SINUSOID_POSITIONS)
+    pe = V.sinusoidal_encoding(n, d)
+    fig = go.Figure(go.Heatmap(z=pe, colorscale="RdBu", zmid=0, colorbar={"title": "PE"}))
+    fig.update_layout(title=f"Sinusoidal encoding, {n} positions × d = {d}", xaxis_title="dimension (2i, 2i+1)",
+                      yaxis_title="position", height=380, margin={"l": 50, "r": 30, "t": 50, "b": 40})
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def layernorm(image, layer: float, tier: str | None = None) -> go.Figure:
+    """Per-token mean and variance before and after the LayerNorm in front of attention, at one layer."""
+    img = common.user_image(image)
+    bundle, _ = _bundle(tier)
+    n_layers = bundle.model.config.num_hidden_layers
+    li = _int_in(layer, "layer", 0, n_layers - 1)
+    stats = V.layernorm_stats(bundle.model, bundle.pixel_values(img), li)
+    tokens = np.arange(len(stats["mean_before"]))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("per-token mean μ", "per-token variance σ²"))
+    for col, kind in ((1, "mean"), (2, "var")):
+        for key, name, color in (("before", "x (input)", "#94a3b8"), ("hat", "x̂ = (x−μ)/√(σ²+ε)", "#6366f1"),
+                                 ("after", "LN(x) = x̂·γ + β", "#f59e0b")):
+            fig.add_scatter(x=tokens, y=stats[f"{kind}_{key}"], mode="lines", name=name, line={"color": color},
+                            legendgroup=key, showlegend=col == 1, row=1, col=col)
+    fig.update_xaxes(title_text="token (0 = CLS)")
+    fig.update_layout(title=f"LayerNorm before attention in block {li}", height=360,
+                      margin={"l": 40, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def attention(image, layer: float, head: str | None, discard_ratio: float, tier: str | None = None
+              ) -> tuple[Image.Image, Image.Image, go.Figure, go.Figure, str]:
+    """CLS->patch attention of one layer and head (or the head mean), attention rollout over all layers, the mean
+    attention distance per head and layer, and the top-5 predictions."""
+    img = common.user_image(image)
+    if discard_ratio is None or not 0 <= float(discard_ratio) < 1:
+        raise ValueError(f"discard ratio must be in [0, 1), got {discard_ratio!r}")
+    bundle, label = _bundle(tier)
+    cfg = bundle.model.config
+    li = _int_in(layer, "layer", 0, cfg.num_hidden_layers - 1)
+    hi = None if head in (None, "", "mean") else _int_in(head, "head", 0, cfg.num_attention_heads - 1)
+    x = bundle.pixel_values(img)
+    _, atts = V.forward(bundle.model, x)
+    atts = [a.float().cpu() for a in atts]  # L x (1, H, T, T)
+    g = V.grid_size(cfg.image_size, cfg.patch_size)
+    seen = img.convert("RGB").resize((cfg.image_size, cfg.image_size), Image.Resampling.BICUBIC)
+    one = V.cls_attention(atts, li, hi).numpy()
+    roll = V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=float(discard_ratio)), g).numpy()
+
+    dist = V.mean_attention_distance(atts, cfg.patch_size)  # (L, H) pixels
+    fig_d = go.Figure()
+    for h in range(dist.shape[1]):
+        fig_d.add_scatter(x=np.arange(dist.shape[0]), y=dist[:, h], mode="markers", name=f"head {h}",
+                          marker={"size": 9})
+    fig_d.update_layout(title="Mean attention distance (ViT paper, fig. 7 right)", xaxis_title="layer",
+                        yaxis_title="pixels", height=330, margin={"l": 50, "r": 20, "t": 50, "b": 40})
+
+    with torch.no_grad():
+        top = V.predict(bundle.model, x, top_k=5)
+    fig_p = go.Figure(go.Bar(x=[p for _, p in top][::-1], y=[lab for lab, _ in top][::-1], orientation="h",
+                             text=[f"{p:.1%}" for _, p in top][::-1], textposition="auto", marker_color="#6366f1"))
+    fig_p.update_layout(title="Top-5 predictions", xaxis={"range": [0, 1], "tickformat": ".0%"}, height=300,
+                        margin={"l": 140, "r": 20, "t": 50, "b": 30})
+    head_name = "mean over heads" if hi is None else f"head {hi}"
+    note = (f"{label}\n\nLayer {li}, {head_name}: where the CLS token looks. Rollout multiplies (A + I)/2 through "
+            f"all {cfg.num_hidden_layers} layers (residual-aware), discarding the lowest {float(discard_ratio):.0%} "
+            f"of weights per layer. Grid {g} × {g} of {cfg.patch_size}-px patches.")
+    return viz.overlay(seen, one), viz.overlay(seen, roll), fig_d, fig_p, note
+
+
+# -------------------------------------------------------------------------------------------------------------- UI
+
+def build() -> None:
+    """Lay out the ViT tab inside the current Blocks context."""
+    gr.Markdown("## Vision Transformer: an image is worth 16×16 words\n"
+                "Cut the image into P×P patches, project each to D numbers (a Conv2d with kernel = stride = P), add "
+                "a learned position embedding z = x + p, prepend a CLS token, and run transformer blocks "
+                "(LayerNorm → multi-head attention → residual → MLP).")
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = common.image_input()
+            with gr.Row():
+                scene_btn = gr.Button("🎲 Random Shapes scene", variant="secondary")
+                seed = gr.Number(label="seed (blank = random)", value=None, precision=0, minimum=0, scale=0,
+                                 min_width=140)
+            truth = gr.Markdown()
+            gr.Examples([[str(p)] for p in common.SAMPLES], inputs=[image], label="Sample photos")
+            gr.Markdown(common.PHOTO_NOTE)
+        with gr.Column(scale=1):
+            tier = common.tier_radio(FAMILY)
+            with gr.Row():
+                patch_size = gr.Radio(list(V.PATCH_SIZES), value=16, label="patch size P")
+                input_size = gr.Dropdown(list(INPUT_SIZES), value=224, label="input size (px)")
+            patch_btn = gr.Button("✂️ Cut into patches", variant="primary")
+            readout = gr.Markdown()
+    with gr.Row():
+        grid_img = gr.Image(label="Patch grid (indices = token order)", format="png", interactive=False)
+        with gr.Column():
+            seq_img = gr.Image(label="The first patches as a sequence of 'words'", format="png", interactive=False)
+            trace_btn = gr.Button("🔎 Trace tensor shapes through a real forward pass")
+            chain = gr.Markdown()
+            trace_table = gr.Dataframe(headers=["stage", "shape"], label="Shape tracer (recorded by hooks)",
+                                       interactive=False, wrap=True)
+
+    gr.Markdown("### Attention: where does the CLS token look?")
+    with gr.Row():
+        layer = gr.Slider(0, 11, value=0, step=1, label="layer")
+        head = gr.Dropdown(["mean"] + [str(h) for h in range(12)], value="mean", label="head")
+        discard = gr.Slider(0.0, 0.95, value=0.0, step=0.05, label="rollout discard ratio")
+        attn_btn = gr.Button("👁️ Show attention", variant="primary")
+    attn_note = gr.Markdown()
+    with gr.Row():
+        attn_img = gr.Image(label="CLS → patch attention (one layer)", format="png", interactive=False)
+        roll_img = gr.Image(label="Attention rollout (all layers)", format="png", interactive=False)
+    with gr.Row():
+        top5 = gr.Plot(label="Predictions")
+        distance = gr.Plot(label="Mean attention distance")
+
+    gr.Markdown("### Positional embeddings: learned (z = x + p) and sinusoidal")
+    with gr.Row():
+        with gr.Column():
+            pos_btn = gr.Button("Show learned position similarities")
+            pos_note = gr.Markdown()
+            pos_img = gr.Image(label="Cosine similarity of position embeddings (click a tile)", format="png",
+                               interactive=False)
+        with gr.Column():
+            patch_index = gr.Number(label="patch index", value=0, precision=0, minimum=0)
+            pos_map = gr.Plot(label="One patch vs every position")
+    with gr.Row():
+        d_model = gr.Slider(2, 512, value=128, step=2, label="d (sinusoidal)")
+        n_pos = gr.Slider(1, 256, value=64, step=1, label="positions")
+    pe_plot = gr.Plot(label="PE(pos, 2i) = sin(pos/10000^(2i/d)), PE(pos, 2i+1) = cos(…)")
+
+    gr.Markdown("### LayerNorm: LN(x) = (x − μ) / √(σ² + ε) · γ + β, per token")
+    with gr.Row():
+        ln_layer = gr.Slider(0, 11, value=0, step=1, label="block")
+        ln_btn = gr.Button("📏 Measure LayerNorm")
+    ln_plot = gr.Plot(label="Per-token statistics")
+
+    def sync_controls(choice):
+        """Fit the layer/head controls to the model in use."""
+        bundle, _ = _bundle(choice)
+        cfg = bundle.model.config
+        last = cfg.num_hidden_layers - 1
+        heads = ["mean"] + [str(h) for h in range(cfg.num_attention_heads)]
+        return (gr.Slider(maximum=last, value=min(last, 0)), gr.Dropdown(choices=heads, value="mean"),
+                gr.Slider(maximum=last, value=0))
+
+    ui = common.show_errors
+    scene_btn.click(ui(new_scene), [seed], [image, truth], api_name="vit_scene")
+    patch_btn.click(ui(patches), [image, patch_size, input_size, tier], [grid_img, readout, seq_img],
+                    api_name="vit_patches")
+    trace_btn.click(ui(trace), [image, tier], [trace_table, chain], api_name="vit_trace")
+    attn_btn.click(ui(attention), [image, layer, head, discard, tier], [attn_img, roll_img, distance, top5, attn_note],
+                   api_name="vit_attention")
+    pos_btn.click(ui(positions), [tier], [pos_img, pos_note], api_name="vit_positions")
+    patch_index.submit(ui(position_map), [patch_index, tier], [pos_map], api_name="vit_position_map")
+    pos_img.select(ui(patch_from_click), [tier], [patch_index, pos_map], api_visibility="private")
+    gr.on([d_model.release, n_pos.release], ui(sinusoid), [d_model, n_pos], [pe_plot], api_name="vit_sinusoid")
+    ln_btn.click(ui(layernorm), [image, ln_layer, tier], [ln_plot], api_name="vit_layernorm")
+    gr.on(None, ui(sync_controls), [tier], [layer, head, ln_layer], api_visibility="private")  # on load + change

@@ -1,0 +1,519 @@
+"""CLIP: the maths the CLIP tab teaches (cosine similarity, temperature, InfoNCE), on top of open_clip.
+
+Both tiers are `open_clip.CLIP` models loaded by the same call: the bundled `clip-shapes` (BUNDLED_CONFIG, trained
+by `python -m mmcore.train clip`, read from a `local-dir:` folder) and ViT-B-32 / laion2b_s34b_b79k from the hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmcore.models import ModelSpec, folder_mb, register
+
+# The bundled model, as open_clip's own JSON config. The text tower keeps CLIP's 49,408-token BPE vocabulary so that
+# the real tokenizer (shipped inside open_clip) works offline; the token table is most of its 3.9 M parameters.
+BUNDLED_CONFIG = {
+    "model_cfg": {
+        "embed_dim": 64,  # the shared image-text space
+        "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32,
+                       "mlp_ratio": 2.0},
+        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3,
+                     "mlp_ratio": 4.0},
+    },
+    "preprocess_cfg": {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
+                       "resize_mode": "shortest"},
+}
+
+
+# The lecture's worked example: rows are images I1..I3, columns are texts T1..T3, matched pairs on the diagonal.
+LECTURE_S: tuple[tuple[float, ...], ...] = (
+    (2.0, 0.5, 0.3),
+    (0.2, 2.5, 0.4),
+    (0.1, 0.6, 3.0),
+)
+
+# Accepted temperatures. open_clip learns logit_scale = 1/tau and clamps it at 100, so tau >= 0.01 in practice;
+# the lower bound leaves room to show how a tiny tau turns softmax into argmax without overflowing float64.
+TEMPERATURE_MIN = 1e-3
+TEMPERATURE_MAX = 100.0
+
+MatrixLike = torch.Tensor | np.ndarray | Sequence[Sequence[float]]
+
+
+# --- similarity and temperature -------------------------------------------------
+
+
+def cosine_similarity(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every image with every text.
+
+    image_features: (B_img, D); text_features: (B_txt, D). Rows need not be normalised: both are L2-normalised here.
+    Returns S: (B_img, B_txt) with S[i, j] = cos(image_i, text_j) in [-1, 1].
+    """
+    image_features = torch.as_tensor(image_features)
+    text_features = torch.as_tensor(text_features)
+    if image_features.ndim != 2 or text_features.ndim != 2:
+        raise ValueError(
+            f"image_features and text_features must be 2-D (B, D), got shapes {tuple(image_features.shape)} "
+            f"and {tuple(text_features.shape)}"
+        )
+    if image_features.shape[1] != text_features.shape[1]:
+        raise ValueError(
+            f"image_features and text_features must share the embedding width D, got {image_features.shape[1]} "
+            f"and {text_features.shape[1]}"
+        )
+    image_features = F.normalize(image_features, dim=-1)  # (B_img, D)
+    text_features = F.normalize(text_features, dim=-1)  # (B_txt, D)
+    return image_features @ text_features.T  # (B_img, B_txt)
+
+
+def validate_temperature(temperature: float) -> float:
+    """Check a softmax temperature tau and return it as a float.
+
+    Accepted: a finite number in [TEMPERATURE_MIN, TEMPERATURE_MAX] = [0.001, 100]. Raises ValueError otherwise.
+    open_clip's `logit_scale` is 1/tau (tau = 0.07 <-> logit_scale = 14.3; logit_scale = 100 <-> tau = 0.01).
+    """
+    accepted = f"a finite number in [{TEMPERATURE_MIN:g}, {TEMPERATURE_MAX:g}]"
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature must be {accepted}, got {temperature!r}") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"temperature must be {accepted}, got {value}")
+    if value <= 0:
+        raise ValueError(f"temperature must be positive, {accepted}, got {value:g}")
+    if not TEMPERATURE_MIN <= value <= TEMPERATURE_MAX:
+        raise ValueError(f"temperature must be {accepted}, got {value:g}")
+    return value
+
+
+def _as_matrix(S: MatrixLike, name: str = "S") -> torch.Tensor:
+    """Any 2-D matrix-like -> a float64 CPU tensor, refusing empty, NaN or inf entries (says which and where)."""
+    if isinstance(S, torch.Tensor):
+        out = S.detach().to(device="cpu", dtype=torch.float64)
+    else:
+        try:
+            out = torch.as_tensor(np.asarray(S, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a 2-D matrix of numbers: {exc}") from None
+    if out.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D matrix (images x texts), got shape {tuple(out.shape)}")
+    if out.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(out.shape)}): it needs at least one image and one text")
+    for bad, mask in (("NaN", torch.isnan(out)), ("inf", torch.isinf(out))):
+        if mask.any():
+            i, j = (int(k) for k in mask.nonzero()[0])
+            raise ValueError(f"{name} contains {bad} at row {i}, column {j}; every similarity must be finite")
+    return out
+
+
+def softmax_rows(S: MatrixLike, temperature: float) -> torch.Tensor:
+    """Image -> text: softmax of S / tau along each row, so row i is a distribution over texts for image i.
+
+    S: (B_img, B_txt). Returns float64 (B_img, B_txt) whose rows sum to 1.
+    """
+    tau = validate_temperature(temperature)
+    return torch.softmax(_as_matrix(S) / tau, dim=1)  # (B_img, B_txt)
+
+
+def softmax_cols(S: MatrixLike, temperature: float) -> torch.Tensor:
+    """Text -> image: softmax of S / tau down each column, so column j is a distribution over images for text j.
+
+    S: (B_img, B_txt). Returns float64 (B_img, B_txt) whose columns sum to 1.
+    """
+    tau = validate_temperature(temperature)
+    return torch.softmax(_as_matrix(S) / tau, dim=0)  # (B_img, B_txt)
+
+
+# --- InfoNCE ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays do not compare to a single bool
+class InfoNCE:
+    """The symmetric CLIP loss of one B x B similarity matrix, term by term (natural log, float64)."""
+
+    per_image: np.ndarray  # (B,) -log softmax_row_i[i]: image i picking its own text
+    per_text: np.ndarray  # (B,) -log softmax_col_j[j]: text j picking its own image
+    image_to_text: float  # mean of per_image
+    text_to_image: float  # mean of per_text
+    clip: float  # (image_to_text + text_to_image) / 2; equals open_clip.ClipLoss with logit_scale = 1/tau
+
+
+def info_nce(S: MatrixLike, temperature: float) -> InfoNCE:
+    """CLIP's symmetric InfoNCE loss, exactly as the lecture writes it.
+
+        L_i2t  = -1/B sum_i log( e^{S_ii/tau} / sum_j e^{S_ij/tau} )   (row i: image i against all texts)
+        L_t2i  = -1/B sum_j log( e^{S_jj/tau} / sum_i e^{S_ij/tau} )   (column j: text j against all images)
+        L_CLIP = (L_i2t + L_t2i) / 2
+
+    S: (B, B) cosine similarities, rows = images, columns = texts, matched pairs on the diagonal.
+    The lecture divides by tau; open_clip multiplies by `logit_scale`, which is 1/tau, so
+    `open_clip.ClipLoss()(img, txt, logit_scale)` == `info_nce(img @ txt.T, 1 / logit_scale).clip`.
+    Raises ValueError for a non-square, empty or non-finite S, or a temperature outside [0.001, 100].
+    """
+    tau = validate_temperature(temperature)
+    S = _as_matrix(S)
+    n_images, n_texts = S.shape
+    if n_images != n_texts:
+        raise ValueError(f"the loss needs B matched pairs: got {n_images} images and {n_texts} texts")
+    # 1. scale by the temperature
+    logits = S / tau  # (B, B)
+    diagonal = logits.diagonal()  # (B,) the matched pairs
+    # 2. -log softmax of the matched pair; logsumexp keeps e^{S/tau} from overflowing at small tau
+    per_image = torch.logsumexp(logits, dim=1) - diagonal  # (B,) row i over texts j
+    per_text = torch.logsumexp(logits, dim=0) - diagonal  # (B,) column j over images i
+    # 3. average each direction, then the two directions
+    image_to_text = float(per_image.mean())
+    text_to_image = float(per_text.mean())
+    return InfoNCE(
+        per_image=per_image.numpy(),
+        per_text=per_text.numpy(),
+        image_to_text=image_to_text,
+        text_to_image=text_to_image,
+        clip=0.5 * (image_to_text + text_to_image),
+    )
+
+
+def lecture_example() -> dict:
+    """The lecture's worked numbers on LECTURE_S at tau = 1, computed here rather than copied.
+
+    Returns a dict of floats (and the logits as lists):
+      t2i_logits [2.0, 0.2, 0.1] (column T1 over I1..I3), t2i_exp (e^each), t2i_denominator = 9.71563,
+      t2i_denominator_rounded_terms = 9.7157, t2i_probability = 0.76053, t2i_loss = 0.27374;
+      i2t_logits [2.0, 0.5, 0.3] (row I1 over T1..T3), i2t_denominator, i2t_probability, i2t_loss (the lecture's L1);
+      temperature, and image_to_text / text_to_image / clip for the whole matrix.
+
+    Two of the lecture's printed figures are rounding slips: its 9.7157 is 7.3891 + 1.2214 + 1.1052, the sum of
+    the rounded terms (the exact sum 9.71563 rounds to 9.7156), and its 0.7607 should read 0.7605
+    (7.3891 / 9.7157 = 0.76053). The loss, 0.274, is right either way.
+    """
+    tau = 1.0
+    S = np.asarray(LECTURE_S, dtype=np.float64)  # (3, 3)
+    t2i_logits = S[:, 0] / tau  # (3,) text T1 against images I1..I3
+    t2i_exp = [math.exp(x) for x in t2i_logits]
+    t2i_denominator = math.fsum(t2i_exp)
+    t2i_probability = t2i_exp[0] / t2i_denominator
+    i2t_logits = S[0, :] / tau  # (3,) image I1 against texts T1..T3
+    i2t_exp = [math.exp(x) for x in i2t_logits]
+    i2t_denominator = math.fsum(i2t_exp)
+    i2t_probability = i2t_exp[0] / i2t_denominator
+    loss = info_nce(S, tau)
+    return {
+        "temperature": tau,
+        "t2i_logits": t2i_logits.tolist(),
+        "t2i_exp": t2i_exp,
+        "t2i_denominator": t2i_denominator,
+        "t2i_denominator_rounded_terms": math.fsum(round(x, 4) for x in t2i_exp),  # the lecture's 9.7157
+        "t2i_probability": t2i_probability,
+        "t2i_loss": -math.log(t2i_probability),
+        "i2t_logits": i2t_logits.tolist(),
+        "i2t_exp": i2t_exp,
+        "i2t_denominator": i2t_denominator,
+        "i2t_probability": i2t_probability,
+        "i2t_loss": -math.log(i2t_probability),
+        "image_to_text": loss.image_to_text,
+        "text_to_image": loss.text_to_image,
+        "clip": loss.clip,
+    }
+
+
+# --- the shared space in 2-D, and zero-shot -----------------------------------------
+
+
+def _rows_normalised(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :] if arr.size else arr.reshape(0, 0)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N, D), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    return arr / np.maximum(norms, 1e-12)
+
+
+def pca_2d(
+    image_embeddings: torch.Tensor | np.ndarray, text_embeddings: torch.Tensor | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project images and texts into one 2-D plane fitted on both (PCA on L2-normalised rows).
+
+    image_embeddings: (Bi, D); text_embeddings: (Bt, D); either may be empty.
+    Returns (image_xy (Bi, 2), text_xy (Bt, 2), explained_variance_ratio (2,)), float64.
+    Each component's sign is fixed so its largest-|value| loading is positive, so the plot does not flip between
+    runs. With fewer than 2 points, or fewer than 2 directions of variance, missing components are zeros.
+    """
+    images = _rows_normalised(image_embeddings, "image_embeddings")
+    texts = _rows_normalised(text_embeddings, "text_embeddings")
+    n_images, n_texts = images.shape[0], texts.shape[0]
+    if n_images and n_texts and images.shape[1] != texts.shape[1]:
+        raise ValueError(
+            f"image_embeddings and text_embeddings must share the width D, got {images.shape[1]} and {texts.shape[1]}"
+        )
+    coords = np.zeros((n_images + n_texts, 2))
+    ratio = np.zeros(2)
+    if n_images + n_texts >= 2:
+        # 1. centre the points of both modalities together
+        X = np.concatenate([x for x in (images, texts) if x.shape[0]], axis=0)  # (N, D)
+        X = X - X.mean(axis=0, keepdims=True)
+        # 2. SVD: rows of Vt are the principal directions, s^2 the variance along each
+        _, s, Vt = np.linalg.svd(X, full_matrices=False)  # s: (k,), Vt: (k, D), k = min(N, D)
+        variance = s**2
+        total = variance.sum()
+        if total > 0:
+            # directions with (numerically) no variance are noise: leave their coordinates at zero
+            keep = [c for c in range(min(2, len(s))) if s[c] > 1e-10 * s[0]]
+            for c in keep:
+                direction = Vt[c]
+                direction = direction * np.sign(direction[np.argmax(np.abs(direction))])
+                coords[:, c] = X @ direction  # (N,)
+                ratio[c] = variance[c] / total
+    return coords[:n_images], coords[n_images:], ratio
+
+
+def _float64_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device="cpu", dtype=torch.float64)
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+def zero_shot(
+    image_features: torch.Tensor | np.ndarray, label_features: torch.Tensor | np.ndarray, logit_scale: float
+) -> np.ndarray:
+    """Zero-shot classification: softmax over labels of logit_scale * cos(image, label).
+
+    image_features: (1, D) or (D,); label_features: (K, D), one row per prompt such as "a photo of a {}".
+    logit_scale: open_clip's exp(logit_scale) (= 1/tau, about 100 for a trained CLIP), positive and finite.
+    Returns float64 probabilities (K,) summing to 1.
+    """
+    scale = float(logit_scale)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"logit_scale must be a positive finite number (1/temperature), got {logit_scale!r}")
+    image = _float64_tensor(image_features)
+    labels = _float64_tensor(label_features)
+    if image.ndim == 1:
+        image = image[None, :]  # (1, D)
+    if image.ndim != 2 or image.shape[0] != 1:
+        raise ValueError(f"image_features must be (D,) or (1, D), got shape {tuple(image.shape)}")
+    if labels.ndim != 2 or labels.shape[0] == 0:
+        raise ValueError(f"label_features must be (K, D) with K >= 1, got shape {tuple(labels.shape)}")
+    cos = cosine_similarity(image, labels)[0]  # (K,)
+    return torch.softmax(scale * cos, dim=0).numpy()  # (K,)
+
+
+# --- text input -----------------------------------------------------------------------
+
+
+def parse_texts(text: str, max_lines: int = 16, max_chars: int = 300) -> list[str]:
+    """One caption per line -> list of stripped, non-empty captions (blank lines dropped).
+
+    Raises ValueError when no line has text, there are more than max_lines captions, or a line (1-based number
+    quoted) is longer than max_chars characters after stripping.
+    """
+    text = "" if text is None else text  # an empty Gradio textbox may arrive as None
+    if not isinstance(text, str):
+        raise TypeError(f"texts must be a string with one caption per line, got {type(text).__name__}")
+    texts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if len(line) > max_chars:
+            raise ValueError(f"line {number} is {len(line)} characters long; each text may have at most {max_chars}")
+        texts.append(line)
+    if not texts:
+        raise ValueError("enter at least one text, one per line")
+    if len(texts) > max_lines:
+        raise ValueError(f"at most {max_lines} texts, got {len(texts)}")
+    return texts
+
+
+def parse_labels(text: str, max_labels: int = 16, max_chars: int = 100) -> list[str]:
+    """Class names separated by commas or newlines -> list of stripped, non-empty labels.
+
+    Raises ValueError when there is no label, more than max_labels, or a label longer than max_chars characters.
+    """
+    text = "" if text is None else text  # an empty Gradio textbox may arrive as None
+    if not isinstance(text, str):
+        raise TypeError(f"labels must be a string separated by commas or newlines, got {type(text).__name__}")
+    labels = [label.strip() for label in re.split(r"[,\n\r]", text)]
+    labels = [label for label in labels if label]
+    if not labels:
+        raise ValueError("enter at least one label, separated by commas or newlines")
+    if len(labels) > max_labels:
+        raise ValueError(f"at most {max_labels} labels, got {len(labels)}")
+    for number, label in enumerate(labels, start=1):
+        if len(label) > max_chars:
+            raise ValueError(f"label {number} is {len(label)} characters long; each label may have at most {max_chars}")
+    return labels
+
+
+def fill_template(template: str, label: str) -> str:
+    """Put a label into a prompt template with exactly one "{}", e.g. "a photo of a {}." -> "a photo of a circle."."""
+    count = template.count("{}")
+    if count != 1:
+        raise ValueError(f'template must contain exactly one "{{}}" for the label, found {count} in {template!r}')
+    return template.replace("{}", label)
+
+
+# --- embedding cache --------------------------------------------------------------------
+
+
+class EmbeddingCache:
+    """A small thread-safe LRU of embeddings keyed by content, so moving the temperature slider never re-encodes.
+
+    Keys come from `key_image` / `key_text`: the same pixels or text under the same model give the same key,
+    whichever array object holds them. `hits` and `misses` count `get` calls.
+    """
+
+    def __init__(self, max_items: int = 512) -> None:
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        self.max_items = max_items
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key_image(arr: np.ndarray, model_id: str) -> str:
+        """Key for an image array (any shape/dtype): sha1 of model id, shape, dtype and raw bytes."""
+        arr = np.ascontiguousarray(arr)
+        digest = hashlib.sha1()
+        digest.update(f"image|{model_id}|{arr.shape}|{arr.dtype.str}|".encode())
+        digest.update(arr.tobytes())
+        return digest.hexdigest()
+
+    @staticmethod
+    def key_text(text: str, model_id: str) -> str:
+        """Key for a text: sha1 of model id and the UTF-8 text."""
+        return hashlib.sha1(f"text|{model_id}|{text}".encode()).hexdigest()
+
+    def get(self, key: str) -> torch.Tensor | None:
+        """The cached embedding for key (marked most recently used), or None; counts a hit or a miss."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: str, tensor: torch.Tensor) -> None:
+        """Store an embedding (detached), evicting the least recently used item beyond max_items."""
+        with self._lock:
+            self._items[key] = tensor.detach()
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every embedding and reset the counters."""
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._items
+
+
+# ---------------------------------------------------------------------------------------- models: one loader, two tiers
+
+WEIGHTS_FILE = "open_clip_model.safetensors"
+CONFIG_FILE = "open_clip_config.json"
+
+
+@dataclass
+class ClipBundle:
+    """A loaded open_clip model with its image transform and tokenizer."""
+
+    model: torch.nn.Module  # open_clip.CLIP
+    preprocess: Callable    # PIL image -> (3, S, S) tensor
+    tokenizer: Callable     # list[str] -> (B, context_length) token ids
+    device: torch.device
+    dtype: torch.dtype
+    model_id: str           # names the weights in embedding-cache keys
+
+    @property
+    def logit_scale(self) -> float:
+        """exp(learned log scale) = 1/τ, the model's own temperature."""
+        return float(self.model.logit_scale.detach().exp())
+
+
+def load_clip(source: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = True) -> ClipBundle:
+    """Load an open_clip model from a folder holding open_clip_config.json + open_clip_model.safetensors, or from a
+    hub repo id (fetched into the HF cache first; only those two files, so no pickle is ever read)."""
+    import open_clip
+
+    folder = Path(source)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(source, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE],
+                                        local_files_only=local_files_only))
+    if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{source} has no {CONFIG_FILE} + {WEIGHTS_FILE}; refusing to run untrained weights")
+    name = f"local-dir:{folder}"
+    model, _, preprocess = open_clip.create_model_and_transforms(name, device=device)
+    model = model.to(dtype=dtype).eval()
+    return ClipBundle(model, preprocess, open_clip.get_tokenizer(name), device, dtype, model_id=str(source))
+
+
+_EMBEDDINGS = EmbeddingCache()
+
+
+@torch.inference_mode()
+def encode_images(bundle: ClipBundle, images: Sequence) -> torch.Tensor:
+    """L2-normalised image embeddings (B, D), float32 on the CPU; each image is encoded once per model (cached by
+    content), so moving the temperature never re-encodes."""
+    arrays = [np.asarray(im.convert("RGB")) for im in images]
+    keys = [EmbeddingCache.key_image(a, bundle.model_id) for a in arrays]
+    missing = [i for i, k in enumerate(keys) if _EMBEDDINGS.get(k) is None]
+    if missing:
+        from PIL import Image
+
+        batch = torch.stack([bundle.preprocess(Image.fromarray(arrays[i])) for i in missing])  # (M, 3, S, S)
+        feats = bundle.model.encode_image(batch.to(bundle.device, bundle.dtype), normalize=True).float().cpu()
+        for i, f in zip(missing, feats):
+            _EMBEDDINGS.put(keys[i], f)
+    return torch.stack([_EMBEDDINGS.get(k) for k in keys])
+
+
+@torch.inference_mode()
+def encode_texts(bundle: ClipBundle, texts: Sequence[str]) -> torch.Tensor:
+    """L2-normalised text embeddings (B, D), float32 on the CPU, cached by content like encode_images."""
+    keys = [EmbeddingCache.key_text(t, bundle.model_id) for t in texts]
+    missing = [i for i, k in enumerate(keys) if _EMBEDDINGS.get(k) is None]
+    if missing:
+        tokens = bundle.tokenizer([texts[i] for i in missing]).to(bundle.device)  # (M, L)
+        feats = bundle.model.encode_text(tokens, normalize=True).float().cpu()
+        for i, f in zip(missing, feats):
+            _EMBEDDINGS.put(keys[i], f)
+    return torch.stack([_EMBEDDINGS.get(k) for k in keys])
+
+
+register(ModelSpec(
+    family="clip", tier="bundled", name="clip-shapes", source="models/clip-shapes", loader=load_clip,
+    size_mb=folder_mb("models/clip-shapes"), licence="MIT",
+    notes="open_clip.CLIP, 64 px ViT image tower, CLIP BPE text tower, trained on Shapes captions"))
+register(ModelSpec(
+    family="clip", tier="pretrained", name="open_clip ViT-B-32 (laion2b_s34b_b79k)",
+    source="laion/CLIP-ViT-B-32-laion2B-s34B-b79K", loader=load_clip, size_mb=605, licence="MIT",
+    cache_files=(CONFIG_FILE, WEIGHTS_FILE), notes="LAION-2B, 34B samples seen; zero-shot ImageNet top-1 66.6%"))

@@ -1,0 +1,115 @@
+"""Train the bundled ViT on the Shapes world: classify the shape of the largest object in the scene.
+
+    python -m mmcore.train vit --steps 6000 --seed 0
+
+The answer lives inside one object, so a model that solves it has to look at objects, which makes its attention maps
+worth showing. Writes fp16 safetensors, the image-processor config and a model card to assets/models/vit-shapes/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+from mmcore import shapes
+from mmcore.train.common import Clock, log, seed_everything, write_model_card
+from mmcore.vit import BUNDLED_CONFIG
+
+OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "vit-shapes"
+
+
+def make_split(split: str, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images as normalised float tensors (n, 3, size, size) in [-1, 1], and the largest object's shape index (n,)."""
+    images, scenes = shapes.batch(split, 0, n, size, one_large=True)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    y = torch.tensor([shapes.SHAPES.index(shapes.largest(s).shape) for s in scenes])
+    return x, y
+
+
+@torch.no_grad()
+def accuracy(model: ViTForImageClassification, x: torch.Tensor, y: torch.Tensor, bs: int = 500) -> float:
+    model.eval()
+    hits = sum((model(pixel_values=x[i:i + bs]).logits.argmax(-1) == y[i:i + bs]).sum().item()
+               for i in range(0, len(x), bs))
+    model.train()
+    return hits / len(x)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--train-scenes", type=int, default=40_000)
+    ap.add_argument("--eval-scenes", type=int, default=2_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (the machine has 2; other trainers share it)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    clock = Clock()
+    gen = seed_everything(args.seed)
+
+    config = ViTConfig(**BUNDLED_CONFIG)
+    size = config.image_size
+    x_train, y_train = make_split("train", args.train_scenes, size)
+    x_val, y_val = make_split("val", args.eval_scenes, size)
+    print(f"rendered {len(x_train)} train / {len(x_val)} val scenes in {clock.minutes:.1f} min", flush=True)
+
+    model = ViTForImageClassification(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{n_params / 1e6:.2f} M parameters", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, betas=(0.9, 0.98))
+    warmup = max(1, args.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
+
+    best, best_state = -1.0, None
+    for step in range(1, args.steps + 1):
+        idx = torch.randint(len(x_train), (args.batch_size,), generator=gen)
+        xb, yb = x_train[idx], y_train[idx]
+        flip = torch.rand(len(xb), generator=gen) < 0.5  # mirror images keep the shape's name
+        xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+        loss = F.cross_entropy(model(pixel_values=xb).logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0:
+            log(step, clock, loss=loss.item(), lr=sched.get_last_lr()[0])
+        if step % 1000 == 0 or step == args.steps:
+            acc = accuracy(model, x_val, y_val)
+            log(step, clock, val_acc=acc)
+            if acc >= best:
+                best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+
+    model.load_state_dict(best_state)
+    x_test, y_test = make_split("test", args.eval_scenes, size)
+    test_acc = accuracy(model, x_test, y_test)
+    print(f"val acc {best:.4f} | test acc {test_acc:.4f}", flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.half().save_pretrained(args.out)  # safetensors by default
+    ViTImageProcessor(size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                      resample=2).save_pretrained(args.out)
+    write_model_card(
+        args.out, title="vit-shapes: a tiny ViT trained on the Shapes world",
+        summary="A `transformers` `ViTForImageClassification` that names the shape of the largest object in a Shapes "
+                f"scene ({', '.join(shapes.SHAPES)}). Same class and code path as `google/vit-base-patch16-224`.",
+        command="python -m mmcore.train vit " + " ".join(sys.argv[1:]), seed=args.seed, minutes=clock.minutes,
+        metrics={"val_accuracy": best, "test_accuracy": test_acc, "test_scenes": len(x_test)},
+        config={**BUNDLED_CONFIG, "parameters": n_params},
+        data=f"{args.train_scenes} train scenes (seeds {shapes.SPLITS['train']}+), {size} px, 1-3 objects with "
+             "exactly one large; random horizontal flips. Validation and test use their own seed ranges.")
+    print(f"saved {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,487 @@
+"""ViT: the maths the ViT tab teaches, on top of `transformers`' ViTForImageClassification.
+
+Both tiers use the same class: the bundled `vit-shapes` (BUNDLED_CONFIG, trained by `python -m mmcore.train vit`)
+and `google/vit-base-patch16-224`. Attention weights come from eager attention (SDPA returns none).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+
+from mmcore.models import ModelSpec, folder_mb, register
+
+if TYPE_CHECKING:  # transformers is heavy to import; the functions below only use the model's attributes
+    from transformers import ViTForImageClassification
+
+# The bundled model: 64 px Shapes scenes cut into 8x8 patches -> N = 64 tokens (+ CLS) of width D = 96.
+BUNDLED_CONFIG = dict(
+    image_size=64,        # Shapes scenes are rendered at 64 px
+    patch_size=8,         # N = (64 / 8)^2 = 64 patches
+    num_channels=3,
+    hidden_size=96,       # D, the embedding width
+    num_hidden_layers=4,
+    num_attention_heads=4,  # head width 24
+    intermediate_size=384,  # the MLP's 4D
+    hidden_act="gelu",
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    qkv_bias=True,
+    num_labels=6,
+    id2label={0: "circle", 1: "square", 2: "triangle", 3: "diamond", 4: "star", 5: "hexagon"},
+    label2id={"circle": 0, "square": 1, "triangle": 2, "diamond": 3, "star": 4, "hexagon": 5},
+)
+
+PATCH_SIZES = (8, 14, 16, 32)  # the patch sizes the tab offers (ViT-B/8, /14, /16, /32)
+HEAD_FUSIONS = ("mean", "max", "min")  # how attention_rollout merges the heads of one layer
+DISPLAY_MIN_SIDE = 448  # patch_grid upscales to at least this many pixels so that the indices are legible
+MAX_LABELLED_GRID = 20  # patch_grid writes indices only up to a 20 x 20 grid; finer grids get lines only
+
+
+# --- 1. Patches: an image of H x W pixels becomes N = HW / P^2 tokens ----------------------------------------------
+
+
+def grid_size(input_size: int, patch_size: int) -> int:
+    """Patches along one side of a square input: input_size / patch_size.
+
+    Raises ValueError unless input_size is a positive multiple of patch_size.
+    """
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
+    if input_size < 1 or input_size % patch_size:
+        raise ValueError(
+            f"input_size must be a positive multiple of patch_size, got input_size={input_size} and "
+            f"patch_size={patch_size}"
+        )
+    return input_size // patch_size
+
+
+def num_patches(input_size: int, patch_size: int) -> int:
+    """N = HW / P^2, the number of patch tokens of a square input_size x input_size image (CLS not counted)."""
+    return grid_size(input_size, patch_size) ** 2
+
+
+def _square(image: Image.Image, input_size: int) -> Image.Image:
+    """The image as the model sees it: RGB, resized (bicubic, aspect ratio not kept) to input_size x input_size."""
+    return image.convert("RGB").resize((input_size, input_size), Image.Resampling.BICUBIC)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow < 10.1 or built without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def patch_grid(image: Image.Image, patch_size: int, input_size: int = 224) -> Image.Image:
+    """Draw the patch grid the model cuts the image into, with each patch's index.
+
+    The image is resized to input_size x input_size (what the model sees), then upscaled by a whole factor
+    (nearest neighbour, so every model pixel stays visible) to at least DISPLAY_MIN_SIDE pixels. Indices are
+    0-based and row-major, the order of the model's patch tokens (token i + 1 in the sequence, after CLS).
+    Grids finer than MAX_LABELLED_GRID x MAX_LABELLED_GRID get lines only.
+
+    Returns an RGB image of side input_size * ceil(DISPLAY_MIN_SIDE / input_size) (or input_size if larger).
+    """
+    grid = grid_size(input_size, patch_size)
+    scale = max(1, math.ceil(DISPLAY_MIN_SIDE / input_size))
+    side, cell = input_size * scale, patch_size * scale
+    base = _square(image, input_size).resize((side, side), Image.Resampling.NEAREST).convert("RGBA")
+
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    line_width = 2 if cell >= 32 else 1
+    for k in range(grid + 1):  # lines on every patch border, the image border included
+        xy = min(k * cell, side - line_width)
+        draw.rectangle([xy, 0, xy + line_width - 1, side], fill=(255, 255, 255, 200))
+        draw.rectangle([0, xy, side, xy + line_width - 1], fill=(255, 255, 255, 200))
+
+    if grid <= MAX_LABELLED_GRID:
+        font = _font(max(9, min(16, cell // 3)))
+        for index in range(grid * grid):
+            row, col = divmod(index, grid)  # row-major, as flatten(2) orders the conv output
+            x, y = col * cell + line_width + 1, row * cell + line_width + 1
+            left, top, right, bottom = draw.textbbox((x, y), str(index), font=font)
+            draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0, 170))  # legible on any image
+            draw.text((x, y), str(index), font=font, fill=(255, 255, 255, 255))
+    return Image.alpha_composite(base, overlay).convert("RGB")
+
+
+def patch_sequence(image: Image.Image, patch_size: int, input_size: int = 224, count: int = 16) -> Image.Image:
+    """The first `count` patches in token order, left to right, with their indices beneath.
+
+    This is the image read as a sentence of patch "words" (Dosovitskiy et al., "An image is worth 16x16 words").
+    Each patch is upscaled (nearest) to a tile of about 48 px. Returns an RGB strip on a white background of
+    width count * tile + (count + 1) * gap and height tile + gap + label band.
+    """
+    n = num_patches(input_size, patch_size)
+    if not 1 <= count <= n:
+        raise ValueError(f"count must be in [1, {n}] (the number of patches), got {count}")
+    grid = grid_size(input_size, patch_size)
+    square = _square(image, input_size)
+    tile = patch_size * max(1, math.ceil(48 / patch_size))
+    gap, label_h = 6, 18
+    strip = Image.new("RGB", (count * tile + (count + 1) * gap, gap + tile + label_h), "white")
+    draw, font = ImageDraw.Draw(strip), _font(12)
+    for index in range(count):
+        row, col = divmod(index, grid)
+        box = (col * patch_size, row * patch_size, (col + 1) * patch_size, (row + 1) * patch_size)
+        x = gap + index * (tile + gap)
+        strip.paste(square.crop(box).resize((tile, tile), Image.Resampling.NEAREST), (x, gap))
+        draw.text((x + tile / 2, gap + tile + label_h / 2), str(index), font=font, fill=(40, 40, 40), anchor="mm")
+    return strip
+
+
+# --- 2. Positions: z_i = x_i + p_i ---------------------------------------------------------------------------------
+
+
+def sinusoidal_encoding(num_positions: int, d_model: int) -> np.ndarray:
+    """The fixed positional encoding of "Attention is all you need" (ViT learns p_i instead; this is the contrast).
+
+    PE(pos, 2i) = sin(pos / 10000^(2i / d_model)),  PE(pos, 2i + 1) = cos(pos / 10000^(2i / d_model)).
+    Returns float64 (num_positions, d_model). d_model must be even and >= 2, num_positions >= 1.
+    """
+    if num_positions < 1:
+        raise ValueError(f"num_positions must be >= 1, got {num_positions}")
+    if d_model < 2 or d_model % 2:
+        raise ValueError(f"d_model must be an even integer >= 2, got {d_model}")
+    pos = np.arange(num_positions, dtype=np.float64)[:, None]  # (num_positions, 1)
+    two_i = np.arange(0, d_model, 2, dtype=np.float64)[None, :]  # (1, d_model / 2): the values 2i
+    angle = pos / np.power(10000.0, two_i / d_model)  # (num_positions, d_model / 2)
+    pe = np.empty((num_positions, d_model), dtype=np.float64)
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle)
+    return pe
+
+
+def position_similarity(pos_embed: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity between the learned position embeddings of every pair of patches.
+
+    pos_embed: (N, D), the patch rows of `embeddings.position_embeddings` WITHOUT the CLS row (a leading batch
+    axis of 1 is accepted). Returns (N, N), symmetric, 1 on the diagonal. Row i reshaped to the grid shows which
+    patches the model learned to treat as near patch i.
+    """
+    if pos_embed.ndim == 3 and pos_embed.shape[0] == 1:
+        pos_embed = pos_embed[0]
+    if pos_embed.ndim != 2:
+        raise ValueError(f"pos_embed must have shape (N, D), got {tuple(pos_embed.shape)}")
+    unit = F.normalize(pos_embed.detach().float(), dim=-1)  # (N, D), each row of length 1
+    return unit @ unit.T  # (N, N)
+
+
+# --- 3. Attention maps ---------------------------------------------------------------------------------------------
+
+
+def _layer_map(attention: torch.Tensor, name: str = "attentions") -> torch.Tensor:
+    """One layer's attention as (H, T, T), accepting the model's (1, H, T, T)."""
+    if attention.ndim == 4 and attention.shape[0] == 1:
+        attention = attention[0]
+    if attention.ndim != 3 or attention.shape[-1] != attention.shape[-2]:
+        raise ValueError(f"each of {name} must have shape (H, T, T) or (1, H, T, T), got {tuple(attention.shape)}")
+    return attention.detach()
+
+
+def _grid_of_tokens(num_tokens: int) -> int:
+    """g such that num_tokens = 1 + g^2 (CLS + a square grid of patches)."""
+    grid = math.isqrt(num_tokens - 1)
+    if grid * grid != num_tokens - 1:
+        raise ValueError(f"expected 1 + g^2 tokens (CLS + a square patch grid), got T = {num_tokens}")
+    return grid
+
+
+def attention_rollout(
+    attentions: Sequence[torch.Tensor], discard_ratio: float = 0.0, head_fusion: str = "mean"
+) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each input token flows into each output token.
+
+    attentions: one map per layer, each (H, T, T) or (1, H, T, T), rows summing to 1 (as `forward` returns them).
+    For each layer, in order:
+      1. fuse the heads with `head_fusion` (mean | max | min) -> A, (T, T);
+      2. zero the lowest `discard_ratio` fraction of A's T*T entries (ranked over the flattened map, as in
+         jacobgil/vit-explain), except entries in the CLS row or column, which are never discarded;
+      3. add the residual connection, A + I, and re-normalise each row to sum to 1;
+      4. rollout = A @ rollout, so the result is A_L ... A_2 A_1.
+    Returns float32 (T, T) with rows summing to 1. Row 0 is what the CLS token (and so the head) draws from
+    each input token; see `cls_rollout_map`.
+    """
+    if not 0.0 <= discard_ratio < 1.0:
+        raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+    if len(attentions) == 0:
+        raise ValueError("attentions is empty: load the model with attn_implementation='eager'")
+    maps = [_layer_map(a) for a in attentions]
+    tokens = maps[0].shape[-1]
+    if any(m.shape[-1] != tokens for m in maps):
+        raise ValueError(f"every layer must have the same number of tokens, got {[m.shape[-1] for m in maps]}")
+
+    eye = torch.eye(tokens, dtype=torch.float64)  # (T, T)
+    protected = torch.zeros(tokens, tokens, dtype=torch.bool)
+    protected[0, :] = protected[:, 0] = True  # the CLS row and column
+    protected = protected.flatten()  # (T*T,)
+    rollout = eye.clone()  # (T, T)
+    for heads in maps:
+        heads = heads.double()  # (H, T, T)
+        # 1. fuse heads
+        if head_fusion == "mean":
+            fused = heads.mean(dim=0)  # (T, T)
+        elif head_fusion == "max":
+            fused = heads.amax(dim=0)  # (T, T)
+        else:
+            fused = heads.amin(dim=0)  # (T, T)
+        # 2. discard the weakest entries
+        k = int(fused.numel() * discard_ratio)
+        if k > 0:
+            flat = fused.flatten().clone()  # (T*T,)
+            lowest = flat.topk(k, largest=False).indices  # (k,)
+            lowest = lowest[~protected[lowest]]
+            flat[lowest] = 0.0
+            fused = flat.view(tokens, tokens)  # (T, T)
+        # 3. residual connection, then rows back to probabilities
+        a = fused + eye  # (T, T)
+        a = a / a.sum(dim=-1, keepdim=True)  # (T, T)
+        # 4. compose with the layers below
+        rollout = a @ rollout  # (T, T)
+    return rollout.float()
+
+
+def cls_rollout_map(rollout: torch.Tensor, grid: int) -> torch.Tensor:
+    """Row 0 of a rollout (CLS <- each patch), patches only, as a (grid, grid) map that sums to 1."""
+    if rollout.ndim != 2 or rollout.shape[0] != rollout.shape[1] or rollout.shape[-1] != 1 + grid * grid:
+        raise ValueError(f"rollout must have shape (1 + grid^2, 1 + grid^2) = {1 + grid * grid} squared for "
+                         f"grid={grid}, got {tuple(rollout.shape)}")
+    cls_row = rollout[0, 1:]  # (grid^2,)
+    return (cls_row / cls_row.sum()).reshape(grid, grid)  # (grid, grid)
+
+
+def cls_attention(attentions: Sequence[torch.Tensor], layer: int, head: int | None = None) -> torch.Tensor:
+    """How much the CLS query attends to each patch in one layer: softmax(QK^T / sqrt(d))[CLS, patches].
+
+    attentions: one (1, H, T, T) or (H, T, T) map per layer. layer in [0, L); head in [0, H), or None for the
+    mean over heads. Returns the raw weights (not re-normalised; the CLS->CLS weight is left out) as (grid, grid).
+    """
+    if len(attentions) == 0:
+        raise ValueError("attentions is empty: load the model with attn_implementation='eager'")
+    if not 0 <= layer < len(attentions):
+        raise ValueError(f"layer must be in [0, {len(attentions) - 1}], got {layer}")
+    heads = _layer_map(attentions[layer])  # (H, T, T)
+    if head is not None and not 0 <= head < heads.shape[0]:
+        raise ValueError(f"head must be None (mean over heads) or in [0, {heads.shape[0] - 1}], got {head}")
+    grid = _grid_of_tokens(heads.shape[-1])
+    fused = heads.float().mean(dim=0) if head is None else heads[head].float()  # (T, T)
+    return fused[0, 1:].reshape(grid, grid)  # (grid, grid)
+
+
+def mean_attention_distance(attentions: Sequence[torch.Tensor], patch_size: int) -> np.ndarray:
+    """Mean attention distance per layer and head, in pixels (ViT paper, Figure 7 right).
+
+    For a query patch q and key patch k, distance(q, k) = patch_size * ||(row_q, col_q) - (row_k, col_k)||.
+    Only patch queries and patch keys count (CLS is left out); each query's weights are re-normalised over the
+    patch keys. The value for a head is the mean over queries of sum_k weight(q, k) * distance(q, k): small means
+    local attention (like a convolution), large means global. Returns float64 (L, H).
+    """
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
+    if len(attentions) == 0:
+        raise ValueError("attentions is empty: load the model with attn_implementation='eager'")
+    maps = [_layer_map(a) for a in attentions]
+    grid = _grid_of_tokens(maps[0].shape[-1])
+    rows, cols = np.divmod(np.arange(grid * grid), grid)  # (N,), (N,): row-major patch coordinates
+    coords = np.stack([rows, cols], axis=1).astype(np.float64)  # (N, 2)
+    distance = patch_size * np.linalg.norm(coords[:, None, :] - coords[None, :, :], axis=-1)  # (N, N) pixels
+    result = np.empty((len(maps), maps[0].shape[0]), dtype=np.float64)  # (L, H)
+    for layer, heads in enumerate(maps):
+        patches = heads[:, 1:, 1:].double().numpy()  # (H, N, N): patch queries x patch keys
+        weights = patches / patches.sum(axis=-1, keepdims=True)  # (H, N, N), rows sum to 1 again
+        result[layer] = (weights * distance).sum(axis=-1).mean(axis=-1)  # (H,)
+    return result
+
+
+# --- 4. The real model: shapes through the network, LayerNorm, prediction ----------------------------------------
+
+
+def _encoder_layers(model: ViTForImageClassification) -> Sequence[torch.nn.Module]:
+    """The transformer blocks: `vit.layers` in transformers 5, `vit.encoder.layer` before."""
+    layers = getattr(model.vit, "layers", None)
+    return layers if layers is not None else model.vit.encoder.layer
+
+
+def _first(output: object) -> torch.Tensor:
+    """A module's main output tensor (some blocks return tuples)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def trace_shapes(model: ViTForImageClassification, pixel_values: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """The tensor shapes at each step of one real forward pass, recorded by hooks on the model's modules.
+
+    pixel_values: (B, 3, H, W). Returns, in execution order, for ViT-B/16 at 224 px and B = 1:
+      input (1, 3, 224, 224) -> conv (patch projection) (1, 768, 14, 14) -> flatten + transpose (1, 196, 768)
+      -> + CLS, + position embeddings (1, 197, 768) -> encoder block 0..L-1 (1, 197, 768) -> LayerNorm
+      (1, 197, 768) -> CLS token (1, 768) -> head (logits) (1, 1000).
+    CLS is concatenated and the position embeddings added inside one module (ViTEmbeddings), so one hook sees
+    both. Hooks are always removed, even if the forward pass fails.
+    """
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+
+    def record_input(label: str):
+        def hook(module, args):
+            shapes.append((label, tuple(args[0].shape)))
+        return hook
+
+    def record_output(label: str):
+        def hook(module, args, output):
+            shapes.append((label, tuple(_first(output).shape)))
+        return hook
+
+    embeddings = model.vit.embeddings
+    handles = [
+        embeddings.patch_embeddings.projection.register_forward_pre_hook(record_input("input")),
+        embeddings.patch_embeddings.projection.register_forward_hook(record_output("conv (patch projection)")),
+        embeddings.patch_embeddings.register_forward_hook(record_output("flatten + transpose")),
+        embeddings.register_forward_hook(record_output("+ CLS, + position embeddings")),
+    ]
+    try:
+        for i, block in enumerate(_encoder_layers(model)):
+            handles.append(block.register_forward_hook(record_output(f"encoder block {i}")))
+        handles.append(model.vit.layernorm.register_forward_hook(record_output("LayerNorm")))
+        handles.append(model.classifier.register_forward_pre_hook(record_input("CLS token")))
+        handles.append(model.classifier.register_forward_hook(record_output("head (logits)")))
+        with torch.inference_mode():
+            model(pixel_values=pixel_values)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def layernorm_stats(model: ViTForImageClassification, pixel_values: torch.Tensor, layer: int) -> dict[str, np.ndarray]:
+    """Per-token mean and variance around the first LayerNorm of encoder block `layer` (0-based).
+
+    LN(x) = (x - mu) / sqrt(sigma^2 + eps) * gamma + beta, with mu and sigma^2 over the D features of each token.
+    pixel_values: (1, 3, H, W). Returns float64 arrays of shape (T,):
+      mean_before, var_before: x, the hidden states entering `layernorm_before`;
+      mean_after, var_after:   LN(x), the module's real output (gamma and beta included);
+      mean_hat, var_hat:       x_hat = (x - mu) / sqrt(sigma^2 + eps), computed here from x with the module's eps:
+                               mean ~ 0 and variance ~ 1 for every token.
+    Variances are population variances (divide by D), as LayerNorm uses.
+    """
+    if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
+        raise ValueError(f"pixel_values must have shape (1, 3, H, W), got {tuple(pixel_values.shape)}")
+    layers = _encoder_layers(model)
+    if not 0 <= layer < len(layers):
+        raise ValueError(f"layer must be in [0, {len(layers) - 1}], got {layer}")
+    norm = layers[layer].layernorm_before
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(module, args, output):
+        seen["x"], seen["y"] = args[0][0].detach(), output[0].detach()  # (T, D), (T, D)
+
+    handle = norm.register_forward_hook(hook)
+    try:
+        with torch.inference_mode():
+            model(pixel_values=pixel_values)
+    finally:
+        handle.remove()
+
+    x, y = seen["x"].double(), seen["y"].double()  # (T, D), (T, D)
+    mu = x.mean(dim=-1, keepdim=True)  # (T, 1)
+    var = x.var(dim=-1, unbiased=False, keepdim=True)  # (T, 1)
+    x_hat = (x - mu) / torch.sqrt(var + norm.eps)  # (T, D)
+
+    def stats(t: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        return t.mean(dim=-1).numpy(), t.var(dim=-1, unbiased=False).numpy()  # (T,), (T,)
+
+    out: dict[str, np.ndarray] = {}
+    for name, t in (("before", x), ("after", y), ("hat", x_hat)):
+        out[f"mean_{name}"], out[f"var_{name}"] = stats(t)
+    return out
+
+
+def forward(model: ViTForImageClassification,
+            pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One forward pass that keeps the attention maps.
+
+    pixel_values: (B, 3, H, W). Returns logits (B, num_labels) and one attention map per layer, each
+    (B, H, T, T) with T = 1 + N and rows summing to 1. Raises RuntimeError if the model returns no attentions,
+    which is what SDPA and other fused kernels do.
+    """
+    with torch.inference_mode():
+        outputs = model(pixel_values=pixel_values, output_attentions=True)
+    if not outputs.attentions:
+        raise RuntimeError(
+            "the model returned no attention maps: load it with attn_implementation='eager' "
+            "(or call model.set_attn_implementation('eager')); SDPA and flash attention do not return them"
+        )
+    return outputs.logits, tuple(outputs.attentions)
+
+
+def predict(model: ViTForImageClassification, pixel_values: torch.Tensor, top_k: int = 5) -> list[tuple[str, float]]:
+    """The top_k classes for one image: [(label, probability), ...], most probable first.
+
+    pixel_values: (1, 3, H, W). Probabilities are softmax(logits) over all classes; labels come from
+    model.config.id2label. top_k is capped at the number of classes.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
+        raise ValueError(f"pixel_values must have shape (1, 3, H, W), got {tuple(pixel_values.shape)}")
+    with torch.inference_mode():
+        logits = model(pixel_values=pixel_values).logits[0]  # (num_labels,)
+    probs = logits.float().softmax(dim=-1)  # (num_labels,)
+    values, indices = probs.topk(min(top_k, probs.numel()))  # (k,), (k,)
+    id2label = model.config.id2label
+    return [(str(id2label.get(int(i), id2label.get(str(int(i)), int(i)))), float(v)) for v, i in zip(values, indices)]
+
+
+# ---------------------------------------------------------------------------------------- models: one loader, two tiers
+
+@dataclass
+class ViTBundle:
+    """A loaded ViT with its image processor."""
+
+    model: ViTForImageClassification
+    processor: object  # transformers.ViTImageProcessor
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def input_size(self) -> int:
+        return int(self.model.config.image_size)
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.model.config.patch_size)
+
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        """The processor's resize + normalise: RGB PIL image -> (1, 3, S, S) on the model's device and dtype."""
+        x = self.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        return x.to(self.device, self.dtype)
+
+
+def load_vit(source: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = True) -> ViTBundle:
+    """Load a ViTForImageClassification and its processor from a folder or a hub id, with eager attention so that
+    the attention weights come back, and from safetensors only."""
+    from transformers import ViTForImageClassification, ViTImageProcessor
+
+    model = ViTForImageClassification.from_pretrained(
+        source, attn_implementation="eager", dtype=dtype, use_safetensors=True, local_files_only=local_files_only)
+    processor = ViTImageProcessor.from_pretrained(source, local_files_only=local_files_only)
+    return ViTBundle(model.to(device).eval(), processor, device, dtype)
+
+
+register(ModelSpec(
+    family="vit", tier="bundled", name="vit-shapes", source="models/vit-shapes", loader=load_vit,
+    size_mb=folder_mb("models/vit-shapes"), licence="MIT",
+    notes="ViT, 64 px input, 8 px patches, D = 96, 4 layers x 4 heads; names the largest object's shape"))
+register(ModelSpec(
+    family="vit", tier="pretrained", name="google/vit-base-patch16-224", source="google/vit-base-patch16-224",
+    loader=load_vit, size_mb=346, licence="Apache-2.0",
+    cache_files=("config.json", "model.safetensors", "preprocessor_config.json"),
+    notes="ViT-B/16 of the paper, ImageNet-21k pre-training, ImageNet-1k fine-tuning (1000 labels)"))

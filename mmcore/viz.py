@@ -1,0 +1,46 @@
+"""Pictures of tensors: a colormap, heat-map overlays and mosaics of small maps. No plotting library needed."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+# Viridis at 9 stops (perceptually uniform, colour-blind safe); np.interp fills in between.
+_VIRIDIS = np.array([
+    [68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
+    [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]], dtype=np.float64)
+
+
+def colormap(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """Map an (H, W) array to viridis RGB, (H, W, 3) uint8. NaN becomes white (used as a gap in mosaics)."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    lo = float(finite.min()) if vmin is None and finite.size else (vmin or 0.0)
+    hi = float(finite.max()) if vmax is None and finite.size else (vmax if vmax is not None else 1.0)
+    t = np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * (len(_VIRIDIS) - 1)
+    t = np.nan_to_num(t, nan=0.0)
+    stops = np.arange(len(_VIRIDIS))
+    rgb = np.stack([np.interp(t, stops, _VIRIDIS[:, c]) for c in range(3)], axis=-1)
+    rgb[~np.isfinite(v)] = 255
+    return rgb.round().astype(np.uint8)
+
+
+def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.55, side: int = 448) -> Image.Image:
+    """Blend a coarse (g, g) heat map over `image` resized to side x side; the map is upsampled smoothly."""
+    base = image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+    heat_img = Image.fromarray(colormap(heat)).resize((side, side), Image.Resampling.BILINEAR)
+    return Image.blend(base, heat_img, alpha)
+
+
+def mosaic(maps: np.ndarray, gap: int = 1, cell_px: int = 4) -> Image.Image:
+    """Tile a (g, g, h, w) stack of small maps (e.g. each patch's similarity to every other) into one picture,
+    each map min-max scaled on its own, separated by white gaps. Each value becomes cell_px x cell_px pixels."""
+    g_rows, g_cols, h, w = maps.shape
+    canvas = np.full((g_rows * (h + gap) - gap, g_cols * (w + gap) - gap), np.nan)
+    for r in range(g_rows):
+        for c in range(g_cols):
+            m = maps[r, c].astype(np.float64)
+            span = m.max() - m.min()
+            canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = (m - m.min()) / (span or 1.0)
+    img = Image.fromarray(colormap(canvas, 0.0, 1.0))
+    return img.resize((img.width * cell_px, img.height * cell_px), Image.Resampling.NEAREST)

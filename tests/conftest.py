@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny random-init models saved to a temporary folder and loaded back through the catalogue's own
+loaders, standing in for the pretrained tier (no test touches the network)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest
+import torch
+
+from mmcore import models
+
+
+class FakeHub:
+    """A hub that answers from a set of cached families, and is reachable or not."""
+
+    def __init__(self, cached: set[str] = frozenset(), reachable: bool = False, delay: float = 0.0) -> None:
+        self.cached, self._reachable, self.delay, self.probes = set(cached), reachable, delay, 0
+
+    def is_cached(self, spec: models.ModelSpec) -> bool:
+        return spec.family in self.cached
+
+    def reachable(self, timeout: float) -> bool:
+        import time
+
+        self.probes += 1
+        time.sleep(min(self.delay, timeout))
+        return self._reachable and self.delay <= timeout
+
+
+def _save_tiny_vit(folder) -> None:
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=64, num_labels=5, id2label={i: f"class {i}" for i in range(5)},
+                    label2id={f"class {i}": i for i in range(5)})
+    ViTForImageClassification(cfg).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+
+
+def _save_tiny_clip(folder) -> None:
+    import open_clip
+    from safetensors.torch import save_file
+
+    from mmcore import clip
+
+    torch.manual_seed(0)
+    cfg = {"model_cfg": {"embed_dim": 16, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2,
+                                                         "head_width": 16},
+                         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2,
+                                      "layers": 1}},
+           "preprocess_cfg": {"size": 32}}
+    model = open_clip.CLIP(**cfg["model_cfg"])
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / clip.WEIGHTS_FILE))
+    (folder / clip.CONFIG_FILE).write_text(json.dumps(cfg))
+
+
+SAVERS = {"vit": _save_tiny_vit, "clip": _save_tiny_clip}
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory) -> dict[str, str]:
+    """family -> folder holding a tiny random-init model in the pretrained tier's format."""
+    import mmcore.clip
+    import mmcore.vit  # noqa: F401
+
+    out = {}
+    for family, save in SAVERS.items():
+        folder = tmp_path_factory.mktemp(f"tiny-{family}")
+        save(folder)
+        out[family] = str(folder)
+    return out
+
+
+@pytest.fixture
+def tiny_pretrained(tiny_dirs, monkeypatch):
+    """Point every pretrained spec at its tiny folder and make the hub report it cached; a fresh model cache."""
+    from demos import common
+
+    for family, folder in tiny_dirs.items():
+        spec = models.get_spec(family, "pretrained")
+        monkeypatch.setitem(models._CATALOGUE, (family, "pretrained"), dataclasses.replace(spec, source=folder))
+    hub = FakeHub(cached=set(tiny_dirs))
+    real = models.resolve_tier
+    monkeypatch.setattr(models, "resolve_tier", lambda family, requested=None, **kw: real(family, requested, hub=hub))
+    monkeypatch.setattr(models, "CACHE", models.ModelCache())
+    monkeypatch.setattr(common, "_RESOLVED", {})
+    return tiny_dirs

@@ -1,0 +1,177 @@
+"""The catalogue, the one cache, device/dtype choice, and tier resolution against a fake hub (never the network)."""
+
+import dataclasses
+import threading
+import time
+
+import pytest
+import torch
+from conftest import FakeHub
+
+import mmcore.clip
+import mmcore.vit  # noqa: F401  (registers the vit family)
+from mmcore import models, settings
+
+
+def _cfg(**kw) -> settings.Settings:
+    return dataclasses.replace(settings.Settings(), **kw)
+
+
+# ------------------------------------------------------------------------------------------------------- settings
+
+def test_settings_from_env_defaults_and_overrides():
+    assert settings.from_env({}) == settings.Settings()
+    cfg = settings.from_env({"MMLAB_TIER": "Bundled", "MMLAB_DEVICE": "cpu", "MMLAB_MAX_UPLOAD_MB": "5",
+                             "HF_HUB_OFFLINE": "1", "MMLAB_PROBE_TIMEOUT": "0.5"})
+    assert (cfg.tier, cfg.device, cfg.max_upload_mb, cfg.hub_offline, cfg.probe_timeout) == (
+        "bundled", "cpu", 5, True, 0.5)
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"MMLAB_TIER": "huge"}, "MMLAB_TIER must be one of"),
+    ({"MMLAB_DEVICE": "tpu"}, "MMLAB_DEVICE must be"),
+    ({"MMLAB_MAX_UPLOAD_MB": "lots"}, "MMLAB_MAX_UPLOAD_MB must be an integer"),
+    ({"MMLAB_QUEUE_SIZE": "0"}, r"MMLAB_QUEUE_SIZE must be in \[1, 1000\]"),
+    ({"MMLAB_PROBE_TIMEOUT": "60"}, "MMLAB_PROBE_TIMEOUT must be in"),
+])
+def test_settings_reject_bad_values(env, match):
+    with pytest.raises(ValueError, match=match):
+        settings.from_env(env)
+
+
+# ------------------------------------------------------------------------------------------------------ catalogue
+
+def _spec(family="toy", tier="bundled", loader=None, **kw):
+    return models.ModelSpec(family=family, tier=tier, name=f"{family}-{tier}", source="models/none",
+                            loader=loader or (lambda *a: object()), size_mb=1.0, licence="MIT", **kw)
+
+
+def test_catalogue_lists_both_tiers_of_each_family():
+    for family in ("vit", "clip"):
+        bundled, pretrained = models.get_spec(family, "bundled"), models.get_spec(family, "pretrained")
+        assert bundled.loader is pretrained.loader, "one code path for both tiers"
+        assert bundled.path.startswith(str(models.ASSETS)) and not pretrained.path.startswith("/")
+        assert pretrained.size_mb > 100 and pretrained.licence and pretrained.cache_files
+    assert {"vit", "clip"} <= set(models.families())
+
+
+def test_register_rejects_conflicts_and_bad_tiers(monkeypatch):
+    monkeypatch.setattr(models, "_CATALOGUE", {})
+    spec = models.register(_spec())
+    assert models.register(spec) is spec  # the same spec twice is fine (modules re-imported)
+    with pytest.raises(ValueError, match="already registered"):
+        models.register(dataclasses.replace(spec, name="other"))
+    with pytest.raises(ValueError, match="tier must be one of"):
+        models.register(_spec(tier="medium"))
+    with pytest.raises(KeyError, match="no model registered for toy/pretrained"):
+        models.get_spec("toy", "pretrained")
+
+
+# -------------------------------------------------------------------------------------------------- tier resolution
+
+def test_offline_falls_back_to_bundled_within_two_seconds():
+    hub = FakeHub(reachable=True, delay=30.0)  # a hub that would hang: the probe timeout must cut it short
+    t0 = time.perf_counter()
+    res = models.resolve_tier("vit", "auto", hub=hub, cfg=_cfg(probe_timeout=1.5))
+    assert time.perf_counter() - t0 <= 2.0
+    assert res.tier == "bundled" and "did not answer" in res.reason and res.seconds <= 2.0
+
+
+def test_hub_offline_flag_never_probes():
+    hub = FakeHub(reachable=True)
+    res = models.resolve_tier("clip", "pretrained", hub=hub, cfg=_cfg(hub_offline=True))
+    assert res.tier == "bundled" and "HF_HUB_OFFLINE" in res.reason and hub.probes == 0
+
+
+def test_cached_pretrained_wins_and_reachable_hub_means_download():
+    assert models.resolve_tier("vit", "auto", hub=FakeHub(cached={"vit"}), cfg=_cfg()).tier == "pretrained"
+    res = models.resolve_tier("vit", "auto", hub=FakeHub(reachable=True), cfg=_cfg())
+    assert res.tier == "pretrained" and res.download and "346 MB" in res.reason
+    res = models.resolve_tier("vit", "bundled", hub=FakeHub(cached={"vit"}), cfg=_cfg())
+    assert res.tier == "bundled" and not res.download
+    with pytest.raises(ValueError, match="tier must be one of"):
+        models.resolve_tier("vit", "best", hub=FakeHub(), cfg=_cfg())
+
+
+def test_real_probe_is_bounded_for_an_unroutable_endpoint():
+    # 192.0.2.0/24 is TEST-NET-1: never routed. Nothing is sent anywhere; the connect attempt just times out.
+    hub = models.HuggingFaceHub("https://192.0.2.1")
+    t0 = time.perf_counter()
+    assert hub.reachable(0.3) is False
+    assert time.perf_counter() - t0 < 1.0
+
+
+# --------------------------------------------------------------------------------------------------- device, dtype
+
+def test_device_and_dtype_choice():
+    spec = _spec()
+    assert models.pick_dtype(torch.device("cpu"), spec) == torch.float32
+    assert models.pick_dtype(torch.device("cuda"), spec) == torch.float16
+    assert models.pick_dtype(torch.device("cuda"), dataclasses.replace(spec, fp16=False)) == torch.float32
+    assert models.pick_device(_cfg(device="cpu")).type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            models.pick_device(_cfg(device="cuda"))
+
+
+# -------------------------------------------------------------------------------------------------------- the cache
+
+def test_cache_loads_each_model_once_under_concurrency(monkeypatch):
+    calls = []
+
+    def slow_loader(source, device, dtype, local_only):
+        calls.append(source)
+        time.sleep(0.2)
+        return object()
+
+    monkeypatch.setattr(models, "_CATALOGUE", {})
+    models.register(_spec(loader=slow_loader))
+    cache = models.ModelCache(_cfg(device="cpu"))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get("toy", "bundled"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len({id(r) for r in results}) == 1
+    assert cache.status("toy", "bundled") == "ready"
+
+
+def test_cache_reports_failures(monkeypatch):
+    def broken(*args):
+        raise FileNotFoundError("weights missing")
+
+    monkeypatch.setattr(models, "_CATALOGUE", {})
+    models.register(_spec(loader=broken))
+    cache = models.ModelCache(_cfg(device="cpu"))
+    with pytest.raises(FileNotFoundError):
+        cache.get("toy", "bundled")
+    assert cache.status("toy", "bundled").startswith("failed: weights missing")
+
+
+# ------------------------------------------------------------------------------ pretrained path, with tiny models
+
+def test_tiny_pretrained_vit_loads_through_the_catalogue(tiny_pretrained):
+    bundle = models.load("vit", "pretrained")
+    assert bundle is models.load("vit", "pretrained")  # shared
+    assert bundle.model.config._attn_implementation == "eager"
+    assert bundle.pixel_values(_photo()).shape == (1, 3, 32, 32)
+
+
+def test_tiny_pretrained_clip_loads_through_the_catalogue(tiny_pretrained):
+    bundle = models.load("clip", "pretrained")
+    feats = mmcore.clip.encode_texts(bundle, ["a red circle", "a blue square"])
+    assert feats.shape == (2, 16)
+    torch.testing.assert_close(feats.norm(dim=-1), torch.ones(2))
+
+
+def test_clip_loader_refuses_a_folder_without_weights(tmp_path):
+    (tmp_path / mmcore.clip.CONFIG_FILE).write_text("{}")
+    with pytest.raises(FileNotFoundError, match="refusing to run untrained weights"):
+        mmcore.clip.load_clip(str(tmp_path), torch.device("cpu"), torch.float32)
+
+
+def _photo():
+    from PIL import Image
+
+    return Image.new("RGB", (50, 40), "orange")

@@ -1,0 +1,259 @@
+"""Tests for mmcore.vit on a tiny random-init ViT (32 px, 8 px patches -> 16 patches + CLS, D = 32, 2 layers).
+
+Nothing is downloaded. Rollout and mean attention distance are checked against plain loop references.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmcore import vit
+
+torch.set_num_threads(1)
+
+LAYERS, HEADS, TOKENS = 2, 4, 17  # the tiny model: 2 layers, 4 heads, 1 + (32 / 8)^2 tokens
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=LAYERS,
+                       num_attention_heads=HEADS, intermediate_size=64, num_labels=3)
+    tiny = ViTForImageClassification(config)  # transformers 5: the constructor takes no attn_implementation
+    tiny.set_attn_implementation("eager")  # SDPA returns no attention maps
+    return tiny.eval()
+
+
+@pytest.fixture(scope="module")
+def pixels() -> torch.Tensor:
+    return torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def attentions(model, pixels) -> tuple[torch.Tensor, ...]:
+    return vit.forward(model, pixels)[1]
+
+
+@pytest.fixture
+def image() -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
+
+
+def _random_attention(rng: np.random.Generator, heads: int = HEADS, tokens: int = TOKENS) -> torch.Tensor:
+    """(1, heads, tokens, tokens) with rows summing to 1."""
+    a = rng.random((1, heads, tokens, tokens)) + 1e-3
+    return torch.tensor(a / a.sum(-1, keepdims=True), dtype=torch.float32)
+
+
+# --- patches ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("input_size", "patch_size", "expected"), [
+    (224, 16, 196), (224, 14, 256), (224, 32, 49), (224, 8, 784), (448, 16, 784), (448, 14, 1024),
+    (448, 32, 196), (448, 8, 3136), (112, 16, 49), (112, 14, 64), (112, 8, 196), (64, 8, 64), (64, 32, 4),
+])
+def test_num_patches(input_size, patch_size, expected):
+    assert vit.num_patches(input_size, patch_size) == expected
+    assert vit.grid_size(input_size, patch_size) ** 2 == expected
+    assert patch_size in vit.PATCH_SIZES
+
+
+@pytest.mark.parametrize(("input_size", "patch_size"), [(224, 32 + 1), (100, 16), (112, 32), (0, 16), (-224, 16),
+                                                        (224, 0)])
+def test_num_patches_rejects_non_multiples(input_size, patch_size):
+    with pytest.raises(ValueError, match="patch_size"):
+        vit.num_patches(input_size, patch_size)
+
+
+def test_patch_grid_size(image):
+    assert vit.patch_grid(image, 16, 224).size == (448, 448)  # 224 upscaled x2
+    assert vit.patch_grid(image, 8, 64).size == (448, 448)  # 64 upscaled x7, labelled 8 x 8 grid
+    assert vit.patch_grid(image, 8, 224).size == (448, 448)  # 28 x 28: lines only
+    assert vit.patch_grid(image, 16, 480).size == (480, 480)
+    assert vit.patch_grid(image.convert("L"), 32, 224).mode == "RGB"
+
+
+def test_patch_sequence_size(image):
+    strip = vit.patch_sequence(image, 16, 224, count=16)  # 16 px patches -> 48 px tiles, 6 px gaps
+    assert strip.size == (16 * 48 + 17 * 6, 6 + 48 + 18)
+    assert vit.patch_sequence(image, 14, 224, count=4).size == (4 * 56 + 5 * 6, 6 + 56 + 18)
+    with pytest.raises(ValueError, match="count"):
+        vit.patch_sequence(image, 32, 64, count=5)  # only 4 patches
+
+
+# --- positions -------------------------------------------------------------------------------------------------
+
+
+def test_sinusoidal_encoding_formula():
+    pe = vit.sinusoidal_encoding(10, 8)
+    assert pe.shape == (10, 8)
+    assert pe[0, 0] == 0.0 and pe[0, 1] == 1.0
+    assert pe[1, 0] == pytest.approx(math.sin(1.0)) and pe[1, 1] == pytest.approx(math.cos(1.0))
+    assert pe[3, 2] == pytest.approx(math.sin(3 / 10000 ** (2 / 8)))  # i = 1
+    assert pe[5, 7] == pytest.approx(math.cos(5 / 10000 ** (6 / 8)))  # i = 3
+
+
+@pytest.mark.parametrize("d_model", [0, 1, 7])
+def test_sinusoidal_encoding_rejects_bad_width(d_model):
+    with pytest.raises(ValueError, match="d_model"):
+        vit.sinusoidal_encoding(4, d_model)
+
+
+def test_position_similarity(model):
+    pos = model.vit.embeddings.position_embeddings[0, 1:]  # (16, 32): patches only
+    sim = vit.position_similarity(pos)
+    assert sim.shape == (16, 16)
+    torch.testing.assert_close(sim, sim.T)
+    torch.testing.assert_close(sim.diagonal(), torch.ones(16))
+
+
+# --- attention -------------------------------------------------------------------------------------------------
+
+
+def test_attentions_are_real_probabilities(attentions):
+    assert len(attentions) == LAYERS
+    for a in attentions:
+        assert a.shape == (1, HEADS, TOKENS, TOKENS)
+        torch.testing.assert_close(a.sum(-1), torch.ones(1, HEADS, TOKENS), atol=1e-5, rtol=0)
+
+
+def test_forward_without_eager_attention_fails_loudly(model, pixels):
+    model.set_attn_implementation("sdpa")
+    try:
+        with pytest.raises(RuntimeError, match="eager"):
+            vit.forward(model, pixels)
+    finally:
+        model.set_attn_implementation("eager")
+
+
+def _reference_rollout(attentions, discard_ratio, head_fusion):
+    """Rollout with explicit loops: fuse heads, drop the lowest entries (never CLS row/col), + I, normalise."""
+    t = attentions[0].shape[-1]
+    result = np.eye(t)
+    for layer in attentions:
+        heads = layer[0].double().numpy()
+        fused = np.zeros((t, t))
+        for i in range(t):
+            for j in range(t):
+                fused[i, j] = {"mean": np.mean, "max": np.max, "min": np.min}[head_fusion](heads[:, i, j])
+        k = int(t * t * discard_ratio)
+        for flat_index in np.argsort(fused.flatten(), kind="stable")[:k]:
+            i, j = divmod(int(flat_index), t)
+            if i != 0 and j != 0:
+                fused[i, j] = 0.0
+        a = fused + np.eye(t)
+        for i in range(t):
+            a[i] /= a[i].sum()
+        result = a @ result
+    return result
+
+
+@pytest.mark.parametrize("head_fusion", vit.HEAD_FUSIONS)
+@pytest.mark.parametrize("discard_ratio", [0.0, 0.5, 0.9])
+def test_rollout_matches_reference(head_fusion, discard_ratio):
+    rng = np.random.default_rng(42)
+    attentions = [_random_attention(rng) for _ in range(3)]
+    rollout = vit.attention_rollout(attentions, discard_ratio=discard_ratio, head_fusion=head_fusion)
+    np.testing.assert_allclose(rollout.numpy(), _reference_rollout(attentions, discard_ratio, head_fusion),
+                               atol=1e-6)
+    torch.testing.assert_close(rollout.sum(-1), torch.ones(TOKENS), atol=1e-5, rtol=0)
+
+
+def test_rollout_on_model(attentions):
+    rollout = vit.attention_rollout(attentions)
+    assert rollout.shape == (TOKENS, TOKENS)
+    squeezed = vit.attention_rollout([a[0] for a in attentions])  # (H, T, T) is accepted too
+    torch.testing.assert_close(rollout, squeezed)
+    heatmap = vit.cls_rollout_map(rollout, grid=4)
+    assert heatmap.shape == (4, 4) and heatmap.sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"discard_ratio": 1.0}, "discard_ratio"),
+                                               ({"discard_ratio": -0.1}, "discard_ratio"),
+                                               ({"head_fusion": "median"}, "head_fusion")])
+def test_rollout_validation(attentions, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        vit.attention_rollout(attentions, **kwargs)
+
+
+def test_cls_attention(attentions):
+    one = vit.cls_attention(attentions, layer=1, head=2)
+    torch.testing.assert_close(one.flatten(), attentions[1][0, 2, 0, 1:])
+    mean = vit.cls_attention(attentions, layer=0, head=None)
+    torch.testing.assert_close(mean.flatten(), attentions[0][0, :, 0, 1:].mean(0))
+    for layer, head, match in [(2, 0, "layer"), (-1, 0, "layer"), (0, 4, "head"), (0, -1, "head")]:
+        with pytest.raises(ValueError, match=match):
+            vit.cls_attention(attentions, layer=layer, head=head)
+
+
+def test_mean_attention_distance(attentions):
+    mad = vit.mean_attention_distance(attentions, patch_size=8)
+    assert mad.shape == (LAYERS, HEADS)
+    assert (mad >= 0).all() and (mad <= 8 * math.sqrt(2) * 3).all()
+    # reference for layer 0, head 0 with explicit loops
+    a = attentions[0][0, 0].double().numpy()
+    total = 0.0
+    for q in range(16):
+        weights = a[1 + q, 1:] / a[1 + q, 1:].sum()
+        total += sum(weights[k] * 8 * math.dist(divmod(q, 4), divmod(k, 4)) for k in range(16))
+    assert mad[0, 0] == pytest.approx(total / 16)
+
+
+def test_mean_attention_distance_extremes():
+    eye = torch.eye(TOKENS).expand(1, HEADS, TOKENS, TOKENS)  # every patch attends to itself: distance 0
+    np.testing.assert_allclose(vit.mean_attention_distance([eye], patch_size=16), 0.0)
+
+
+# --- the real model --------------------------------------------------------------------------------------------
+
+
+def _our_hooks(model) -> list:
+    """Hooks registered by mmcore.vit still on the model (transformers keeps its own output-capture hooks)."""
+    hooks = [h for m in model.modules() for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())]
+    return [h for h in hooks if getattr(h, "__module__", "") == vit.__name__]
+
+
+def test_trace_shapes(model, pixels):
+    vit.forward(model, pixels)  # let transformers install its lazy hooks first, so the counts compare like for like
+    modules = list(model.modules())
+    before = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in modules]
+    assert vit.trace_shapes(model, pixels) == [
+        ("input", (1, 3, 32, 32)),
+        ("conv (patch projection)", (1, 32, 4, 4)),
+        ("flatten + transpose", (1, 16, 32)),
+        ("+ CLS, + position embeddings", (1, 17, 32)),
+        ("encoder block 0", (1, 17, 32)),
+        ("encoder block 1", (1, 17, 32)),
+        ("LayerNorm", (1, 17, 32)),
+        ("CLS token", (1, 32)),
+        ("head (logits)", (1, 3)),
+    ]
+    assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in modules] == before
+    assert _our_hooks(model) == []
+
+
+def test_layernorm_stats(model, pixels):
+    stats = vit.layernorm_stats(model, pixels, layer=1)
+    assert set(stats) == {f"{s}_{w}" for s in ("mean", "var") for w in ("before", "after", "hat")}
+    assert all(v.shape == (TOKENS,) for v in stats.values())
+    np.testing.assert_allclose(stats["mean_hat"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(stats["var_hat"], 1.0, atol=1e-3)
+    assert _our_hooks(model) == []
+    with pytest.raises(ValueError, match="layer"):
+        vit.layernorm_stats(model, pixels, layer=LAYERS)
+
+
+def test_predict(model, pixels):
+    top = vit.predict(model, pixels, top_k=5)  # capped at the 3 classes
+    assert [label for label, _ in top] and len(top) == 3
+    probs = [p for _, p in top]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
+    assert {label for label, _ in top} == set(model.config.id2label.values())
