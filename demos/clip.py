@@ -113,9 +113,9 @@ def matrix_views(S: np.ndarray, texts: list[str], log_tau: float) -> tuple[go.Fi
     cols = [f"T{j + 1}" for j in range(S.shape[1])]
     hover = [f"T{j + 1} “{_short(t, 40)}”" for j, t in enumerate(texts)]
     fig_s = _heatmap(S, "Cosine similarity S", rows, cols, hover, -1, 1)
-    fig_r = _heatmap(C.softmax_rows(S, tau).numpy(), f"image → text: softmax over each row (τ = {tau:.3g})",
+    fig_r = _heatmap(C.softmax_rows(S, tau).numpy(), f"image→text: row softmax, τ={tau:.3g}",
                      rows, cols, hover, 0, 1)
-    fig_c = _heatmap(C.softmax_cols(S, tau).numpy(), f"text → image: softmax down each column (τ = {tau:.3g})",
+    fig_c = _heatmap(C.softmax_cols(S, tau).numpy(), f"text→image: column softmax, τ={tau:.3g}",
                      rows, cols, hover, 0, 1)
     legend = "\n".join(f"- **T{j + 1}**: {t}" for j, t in enumerate(texts))
     head = f"**τ = {tau:.4g}** (logit scale 1/τ = {1 / tau:.4g})\n\n"
@@ -180,7 +180,15 @@ def temperature(S: list | None, texts: list[str] | None, log_tau: float):
     """A temperature change: redo the maths on the kept S; nothing is re-encoded."""
     if not S:
         raise ValueError("Compute the similarity matrix first.")
-    return matrix_views(np.asarray(S), texts or [], log_tau)
+    try:
+        S = np.asarray(S, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("The kept similarity matrix is not numeric: compute the matrix again.") from None
+    if S.ndim != 2 or not (1 <= S.shape[0] <= MAX_IMAGES and 1 <= S.shape[1] <= MAX_IMAGES):
+        raise ValueError(f"The kept similarity matrix must be at most {MAX_IMAGES} × {MAX_IMAGES}, got {S.shape}.")
+    if not isinstance(texts, list) or len(texts) != S.shape[1]:
+        texts = [f"text {j + 1}" for j in range(S.shape[1])]
+    return matrix_views(S, [str(t)[:300] for t in texts], log_tau)
 
 
 def model_log_tau(tier: str | None = None) -> float:
@@ -322,7 +330,9 @@ def build() -> None:
     with gr.Row():
         loss_md = gr.Markdown(latex_delimiters=LATEX)
         pca = gr.Plot(label="Embedding map")
-    s_state, texts_state = gr.State(), gr.State()
+    # The last S and its texts live in the page (hidden), so a temperature change redoes only the maths. Not
+    # gr.State: that opens a per-session heartbeat stream, and the page would never be network-idle.
+    s_state, texts_state = gr.JSON(visible=False), gr.JSON(visible=False)
 
     gr.Markdown("### The lecture's 3 × 3 example: edit any cell")
     with gr.Row():
@@ -337,7 +347,7 @@ def build() -> None:
     gr.Markdown("### Zero-shot classification and text → image search")
     with gr.Row():
         with gr.Column():
-            zs_image = common.image_input("Image to classify")
+            zs_image = common.image_input("Image to classify", value=common.random_scene(7)[0])
             zs_labels = gr.Textbox(value="circle, square, triangle, diamond, star, hexagon", label="labels (comma)")
             zs_template = gr.Textbox(value="a {}", label="prompt template ({} = label)",
                                      info="Try 'a photo of a {}' with the pretrained tier.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -80,18 +81,23 @@ def random_scene(seed: float | None = None, size: int = 256, **scene_kwargs) -> 
     return Image.fromarray(shapes.render(scene, size)), scene
 
 
-def image_input(label: str = "Image") -> gr.Image:
+def image_input(label: str = "Image", value: Image.Image | None = None) -> gr.Image:
     """An image input that hands the handler a file path, so that our own loader (mmcore.images) decodes it."""
-    return gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"], height=300)
+    return gr.Image(value=value, label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                    height=300)
 
 
 # ------------------------------------------------------------------------------------------------------------ errors
 
 def show_errors(fn: Callable) -> Callable:
-    """Turn ValueError (bad input) into a Gradio error popup, and a CUDA out-of-memory into a polite retry message."""
+    """Wrap a handler for the UI: ValueError (bad input) becomes a Gradio error popup, CUDA out-of-memory a polite
+    retry message, and any tqdm bar inside (a first download of pretrained weights) shows as a progress bar."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if args and isinstance(args[-1], gr.Progress):
+            args = args[:-1]  # the progress tracker Gradio passed in: only there for track_tqdm
+        kwargs.pop("progress", None)
         try:
             return fn(*args, **kwargs)
         except ValueError as exc:
@@ -104,4 +110,8 @@ def show_errors(fn: Callable) -> Callable:
                 raise gr.Error("The GPU ran out of memory for this request; please try a smaller input.") from None
             raise
 
+    signature = inspect.signature(fn)
+    progress = inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 default=gr.Progress(track_tqdm=True))
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), progress])
     return wrapper

@@ -212,7 +212,7 @@ def build() -> None:
             image = common.image_input()
             with gr.Row():
                 scene_btn = gr.Button("🎲 Random Shapes scene", variant="secondary")
-                seed = gr.Number(label="seed (blank = random)", value=None, precision=0, minimum=0, scale=0,
+                seed = gr.Number(label="seed (−1 = random)", value=-1, precision=0, minimum=-1, scale=0,
                                  min_width=140)
             truth = gr.Markdown()
             gr.Examples([[str(p)] for p in common.SAMPLES], inputs=[image], label="Sample photos")
@@ -284,9 +284,9 @@ def build() -> None:
     trace_btn.click(ui(trace), [image, tier], [trace_table, chain], api_name="vit_trace")
     attn_btn.click(ui(attention), [image, layer, head, discard, tier], [attn_img, roll_img, distance, top5, attn_note],
                    api_name="vit_attention")
-    pos_btn.click(ui(positions), [tier], [pos_img, pos_note], api_name="vit_positions")
+    gr.on([pos_btn.click, tier.change], ui(positions), [tier], [pos_img, pos_note], api_name="vit_positions")
     patch_index.submit(ui(position_map), [patch_index, tier], [pos_map], api_name="vit_position_map")
     pos_img.select(ui(patch_from_click), [tier], [patch_index, pos_map], api_visibility="private")
-    gr.on([d_model.release, n_pos.release], ui(sinusoid), [d_model, n_pos], [pe_plot], api_name="vit_sinusoid")
+    gr.on(None, ui(sinusoid), [d_model, n_pos], [pe_plot], api_name="vit_sinusoid")  # on load and on change
     ln_btn.click(ui(layernorm), [image, ln_layer, tier], [ln_plot], api_name="vit_layernorm")
     gr.on(None, ui(sync_controls), [tier], [layer, head, ln_layer], api_visibility="private")  # on load + change

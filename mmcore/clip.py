@@ -463,6 +463,8 @@ def load_clip(source: str, device: torch.device, dtype: torch.dtype, local_files
     import open_clip
 
     folder = Path(source)
+    if folder.is_absolute() and not folder.is_dir():
+        raise FileNotFoundError(f"{source} does not exist: train it with `python -m mmcore.train clip`")
     if not folder.is_dir():
         from huggingface_hub import snapshot_download
 

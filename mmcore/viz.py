@@ -25,11 +25,17 @@ def colormap(values: np.ndarray, vmin: float | None = None, vmax: float | None =
     return rgb.round().astype(np.uint8)
 
 
-def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.55, side: int = 448) -> Image.Image:
-    """Blend a coarse (g, g) heat map over `image` resized to side x side; the map is upsampled smoothly."""
-    base = image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
-    heat_img = Image.fromarray(colormap(heat)).resize((side, side), Image.Resampling.BILINEAR)
-    return Image.blend(base, heat_img, alpha)
+def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.75, side: int = 448) -> Image.Image:
+    """Paint a coarse (g, g) heat map over `image` resized to side x side. Each cell stays a square (one patch, as the
+    model sees it), and its opacity grows with its value, so the image shows through where attention is low."""
+    base = np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC), dtype=np.float64)
+    h = np.asarray(heat, dtype=np.float64)
+    h = (h - h.min()) / (h.max() - h.min() or 1.0)  # (g, g) in [0, 1]
+    cells = Image.fromarray((h * 255).round().astype(np.uint8)).resize((side, side), Image.Resampling.NEAREST)
+    weight = alpha * (np.asarray(cells, dtype=np.float64) / 255)[..., None] ** 0.7  # (side, side, 1)
+    colour = np.asarray(Image.fromarray(colormap(h, 0.0, 1.0)).resize((side, side), Image.Resampling.NEAREST))
+    dimmed = base * (0.55 + 0.45 * weight / alpha)  # low attention fades the image a little
+    return Image.fromarray((dimmed * (1 - weight) + colour * weight).round().clip(0, 255).astype(np.uint8))
 
 
 def mosaic(maps: np.ndarray, gap: int = 1, cell_px: int = 4) -> Image.Image:

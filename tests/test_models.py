@@ -9,7 +9,7 @@ import torch
 from conftest import FakeHub
 
 import mmcore.clip
-import mmcore.vit  # noqa: F401  (registers the vit family)
+import mmcore.vit
 from mmcore import models, settings
 
 

@@ -124,7 +124,8 @@ def main() -> None:
         args.out, title="clip-shapes: a tiny CLIP trained on the Shapes world",
         summary="An `open_clip.CLIP` (ViT image tower, causal text tower with CLIP's real BPE tokenizer) trained "
                 "contrastively on Shapes scenes and their captions. Same class and loader as open_clip ViT-B-32. "
-                "Its text tower is also the prompt encoder of the bundled latent-diffusion model.",
+                "Its text tower is the one a latent-diffusion tab can reuse as its prompt encoder, as Stable Diffusion "
+                "reuses CLIP's.",
         command="python -m mmcore.train clip " + " ".join(sys.argv[1:]), seed=args.seed, minutes=clock.minutes,
         metrics={**metrics, "eval_scenes_per_split": args.eval_scenes},
         config={**BUNDLED_CONFIG["model_cfg"], "parameters": n_params},

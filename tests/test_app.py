@@ -1,0 +1,31 @@
+"""The app composes without launching, and its HTTP API reads like a table of contents."""
+
+import gradio as gr
+import pytest
+
+
+@pytest.fixture(scope="module")
+def demo():
+    import app
+
+    return app.build()
+
+
+def test_app_builds_with_both_tabs(demo):
+    assert isinstance(demo, gr.Blocks)
+    tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert [t.label for t in tabs] == ["ViT", "CLIP"]
+
+
+def test_every_public_event_is_named_after_its_tab(demo):
+    names = [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"]
+    assert names, "no public API"
+    assert all(n.split("_")[0] in ("vit", "clip") for n in names), names
+    for expected in ("vit_patches", "vit_trace", "vit_attention", "vit_positions", "vit_layernorm", "vit_sinusoid",
+                     "clip_matrix", "clip_temperature", "clip_editable", "clip_zero_shot", "clip_word_order"):
+        assert expected in names
+
+
+def test_image_inputs_are_decoded_by_our_loader(demo):
+    images = [b for b in demo.blocks.values() if isinstance(b, gr.Image) and b.interactive is not False]
+    assert images and all(b.type == "filepath" for b in images if b.sources)

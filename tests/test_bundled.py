@@ -1,0 +1,63 @@
+"""The bundled tier: weights committed as small fp16 safetensors with model cards, and they really were trained."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import mmcore.clip as C
+import mmcore.vit as V
+from mmcore import models, shapes
+
+FAMILIES = ("vit", "clip")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bundled_folder_is_safe_small_and_documented(family):
+    folder = models.ASSETS / models.get_spec(family, "bundled").source
+    files = {f.name for f in folder.iterdir()}
+    assert "MODEL_CARD.md" in files and "metrics.json" in files
+    assert any(f.endswith(".safetensors") for f in files)
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt")) for f in files), "no pickle"
+    assert models.folder_mb(models.get_spec(family, "bundled").source) < 12
+    card = (folder / "MODEL_CARD.md").read_text()
+    for needed in ("Training command", "Seed", "Training time", "Held-out metrics"):
+        assert needed in card
+
+
+def test_no_pickle_anywhere_in_assets():
+    assert not [p for p in models.ASSETS.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+
+
+def test_model_cards_meet_the_targets():
+    vit = json.loads((models.ASSETS / "models/vit-shapes/metrics.json").read_text())
+    assert vit["test_accuracy"] >= 0.95
+    clip = json.loads((models.ASSETS / "models/clip-shapes/metrics.json").read_text())
+    assert clip["test_i2t_r1@32"] >= 0.90 and clip["test_t2i_r1@32"] >= 0.90
+
+
+@pytest.mark.slow
+def test_bundled_vit_names_the_largest_shape():
+    bundle = models.load("vit", "bundled")
+    assert bundle.model.config._attn_implementation == "eager"
+    hits = 0
+    for i in range(100):
+        scene = shapes.sample_scene(shapes.split_seed("test", 50_000 + i), one_large=True)
+        logits, atts = V.forward(bundle.model, bundle.pixel_values(Image.fromarray(shapes.render(scene, 64))))
+        hits += bundle.model.config.id2label[int(logits.argmax())] == shapes.largest(scene).shape
+    assert len(atts) == bundle.model.config.num_hidden_layers
+    torch.testing.assert_close(atts[-1].sum(-1), torch.ones_like(atts[-1].sum(-1)))
+    assert hits >= 90  # random guessing gets ~17
+
+
+@pytest.mark.slow
+def test_bundled_clip_matches_scenes_to_captions():
+    bundle = models.load("clip", "bundled")
+    scenes = [shapes.sample_scene(shapes.split_seed("test", 60_000 + i)) for i in range(32)]
+    S = C.encode_images(bundle, [Image.fromarray(shapes.render(s, 64)) for s in scenes]) @ C.encode_texts(
+        bundle, [shapes.caption(s) for s in scenes]).T
+    caps = [shapes.caption(s) for s in scenes]
+    hits = sum(caps[int(j)] == caps[i] for i, j in enumerate(S.argmax(1)))
+    assert hits >= 26  # random guessing gets ~1
+    assert 10 < bundle.logit_scale <= 100

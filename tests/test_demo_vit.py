@@ -1,0 +1,91 @@
+"""ViT tab handlers, called as plain functions on a tiny model standing in for the pretrained tier."""
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from PIL import Image
+
+from demos import vit as tab
+
+TIER = "pretrained"  # the tiny random-init model of the tiny_pretrained fixture
+
+
+@pytest.fixture
+def scene(tiny_pretrained):
+    image, truth = tab.new_scene(seed=11)
+    return image
+
+
+def test_new_scene_is_deterministic_and_names_the_largest_shape():
+    (a, truth_a), (b, truth_b) = tab.new_scene(5), tab.new_scene(5)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert truth_a == truth_b and "largest object is a **" in truth_a
+
+
+@pytest.mark.parametrize("patch_size, input_size, n", [(16, 224, 196), (32, 224, 49), (8, 64, 64), (14, 224, 256)])
+def test_patches_readout(scene, patch_size, input_size, n):
+    grid, readout, sequence = tab.patches(scene, patch_size, input_size, TIER)
+    assert f"**{n} patches**" in readout
+    assert grid.size[0] >= 448 and sequence.size[1] > 40
+
+
+@pytest.mark.parametrize("patch_size, input_size, match", [
+    (16, 100, "multiple of patch_size"), (15, 224, "patch_size must be one of"), (16, 9999, "input size must be in"),
+    (16, float("nan"), "input size must be a whole number")])
+def test_patches_bad_input(scene, patch_size, input_size, match):
+    with pytest.raises(ValueError, match=match):
+        tab.patches(scene, patch_size, input_size, TIER)
+
+
+def test_no_image_and_bad_files_give_messages(tiny_pretrained, tmp_path):
+    with pytest.raises(ValueError, match="No image yet"):
+        tab.trace(None, TIER)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError):
+        tab.attention(str(bad), 0, "mean", 0.0, TIER)
+    with pytest.raises(ValueError, match="at least 16 pixels"):
+        tab.trace(Image.new("RGB", (4, 4)), TIER)
+
+
+def test_trace_comes_from_the_real_forward_pass(scene):
+    rows, chain = tab.trace(scene, TIER)
+    assert rows[0] == ["input", "1 × 3 × 32 × 32"]
+    assert ["conv (patch projection)", "1 × 32 × 4 × 4"] in rows
+    assert rows[-1] == ["head (logits)", "1 × 5"]
+    assert "→" in chain
+
+
+def test_attention_outputs(scene):
+    one, roll, distance, top5, note = tab.attention(scene, 1, "2", 0.5, TIER)
+    assert one.size == roll.size == (448, 448)
+    assert isinstance(distance, go.Figure) and isinstance(top5, go.Figure)
+    assert len(top5.data[0].x) == 5 and abs(sum(top5.data[0].x) - 1) < 1  # probabilities of 5 of 5 classes
+    assert "Layer 1, head 2" in note
+    with pytest.raises(ValueError, match="layer must be in"):
+        tab.attention(scene, 7, "mean", 0.0, TIER)
+    with pytest.raises(ValueError, match="head must be in"):
+        tab.attention(scene, 0, "9", 0.0, TIER)
+    with pytest.raises(ValueError, match="discard ratio"):
+        tab.attention(scene, 0, "mean", 1.0, TIER)
+
+
+def test_positions_and_clicked_patch(tiny_pretrained):
+    mosaic, note = tab.positions(TIER)
+    assert mosaic.size[0] > 100 and "4 × 4 patches" in note
+    fig = tab.position_map(5, TIER)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (4, 4) and z[1, 1] == pytest.approx(1.0, abs=1e-5)  # patch 5 = row 1, col 1
+    with pytest.raises(ValueError, match="patch index must be in"):
+        tab.position_map(16, TIER)
+
+
+def test_sinusoid_and_layernorm(scene):
+    fig = tab.sinusoid(16, 10)
+    pe = np.asarray(fig.data[0].z)
+    assert pe.shape == (10, 16) and pe[1, 0] == pytest.approx(np.sin(1.0))
+    with pytest.raises(ValueError, match="even"):
+        tab.sinusoid(15, 10)
+    ln = tab.layernorm(scene, 0, TIER)
+    hat_var = [t for t in ln.data if t.name.startswith("x̂")][1].y
+    np.testing.assert_allclose(hat_var, 1.0, atol=1e-3)
