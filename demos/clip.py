@@ -59,14 +59,21 @@ def _tau(log_tau: float | None) -> float:
 
 def _heatmap(z: np.ndarray, title: str, rows: list[str], cols: list[str], hover_cols: list[str],
              zmin: float | None = None, zmax: float | None = None, highlight_diagonal: bool = True) -> go.Figure:
+    """A heatmap with its values written in, the matched pairs (the diagonal) outlined in red."""
+    n_rows, n_cols = len(rows), len(cols)
+    hover = np.array([[f"{r} × {c}" for c in hover_cols] for r in rows])  # (rows, cols)
     fig = go.Figure(go.Heatmap(
-        z=z, x=cols, y=rows, zmin=zmin, zmax=zmax, colorscale="Viridis", texttemplate="%{z:.2f}",
-        customdata=np.array([hover_cols] * len(rows)), hovertemplate="%{y} × %{customdata}: %{z:.3f}<extra></extra>"))
-    if highlight_diagonal and len(rows) == len(cols):
-        for i in range(len(rows)):  # outline the matched pairs
-            fig.add_shape(type="rect", x0=i - 0.5, x1=i + 0.5, y0=i - 0.5, y1=i + 0.5,
-                          line={"color": "red", "width": 2})
-    fig.update_yaxes(autorange="reversed")
+        z=z, x=list(range(n_cols)), y=list(range(n_rows)), zmin=zmin, zmax=zmax, colorscale="Viridis",
+        texttemplate="%{z:.2f}", customdata=hover, hovertemplate="%{customdata}: %{z:.3f}<extra></extra>"))
+    if highlight_diagonal and n_rows == n_cols:
+        xs, ys = [], []  # one trace outlines every matched pair (a layout shape each is 10x slower to build)
+        for i in range(n_rows):
+            xs += [i - 0.5, i + 0.5, i + 0.5, i - 0.5, i - 0.5, None]
+            ys += [i - 0.5, i - 0.5, i + 0.5, i + 0.5, i - 0.5, None]
+        fig.add_scatter(x=xs, y=ys, mode="lines", line={"color": "red", "width": 2}, hoverinfo="skip",
+                        showlegend=False)
+    fig.update_xaxes(tickvals=list(range(n_cols)), ticktext=cols, range=[-0.5, n_cols - 0.5], showgrid=False)
+    fig.update_yaxes(tickvals=list(range(n_rows)), ticktext=rows, range=[n_rows - 0.5, -0.5], showgrid=False)
     fig.update_layout(title=title, height=380, margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return fig
 

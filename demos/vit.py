@@ -70,7 +70,9 @@ def patches(image, patch_size: float, input_size: float, tier: str | None = None
         f"The model in use ({label.split('`')[1]}) was trained at **{cfg.image_size} px with P = {cfg.patch_size}** "
         f"(N = {V.num_patches(cfg.image_size, cfg.patch_size)}): the grid above is for exploring, the attention "
         f"maps below use the model's own grid.")
-    return V.patch_grid(img, p, size), readout, V.patch_sequence(img, p, size, count=min(16, n))
+    count = min(16, n)
+    start = min((g // 2) * g, n - count)  # from the middle row: the first row is often only background
+    return V.patch_grid(img, p, size), readout, V.patch_sequence(img, p, size, count=count, start=start)
 
 
 def trace(image, tier: str | None = None) -> tuple[list[list[str]], str]:
@@ -227,7 +229,8 @@ def build() -> None:
     with gr.Row():
         grid_img = gr.Image(label="Patch grid (indices = token order)", format="png", interactive=False)
         with gr.Column():
-            seq_img = gr.Image(label="The first patches as a sequence of 'words'", format="png", interactive=False)
+            seq_img = gr.Image(label="Patches in token order, from the middle row: a sequence of 'words'",
+                               format="png", interactive=False)
             trace_btn = gr.Button("🔎 Trace tensor shapes through a real forward pass")
             chain = gr.Markdown()
             trace_table = gr.Dataframe(headers=["stage", "shape"], label="Shape tracer (recorded by hooks)",
@@ -284,7 +287,8 @@ def build() -> None:
     trace_btn.click(ui(trace), [image, tier], [trace_table, chain], api_name="vit_trace")
     attn_btn.click(ui(attention), [image, layer, head, discard, tier], [attn_img, roll_img, distance, top5, attn_note],
                    api_name="vit_attention")
-    gr.on([pos_btn.click, tier.change], ui(positions), [tier], [pos_img, pos_note], api_name="vit_positions")
+    pos_btn.click(ui(positions), [tier], [pos_img, pos_note], api_name="vit_positions")
+    gr.on(None, ui(positions), [tier], [pos_img, pos_note], api_visibility="private")  # on load and tier change
     patch_index.submit(ui(position_map), [patch_index, tier], [pos_map], api_name="vit_position_map")
     pos_img.select(ui(patch_from_click), [tier], [patch_index, pos_map], api_visibility="private")
     gr.on(None, ui(sinusoid), [d_model, n_pos], [pe_plot], api_name="vit_sinusoid")  # on load and on change

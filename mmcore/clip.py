@@ -103,7 +103,7 @@ def _as_matrix(S: MatrixLike, name: str = "S") -> torch.Tensor:
         out = S.detach().to(device="cpu", dtype=torch.float64)
     else:
         try:
-            out = torch.as_tensor(np.asarray(S, dtype=np.float64))
+            out = torch.as_tensor(np.array(S, dtype=np.float64))  # a copy: S may be a read-only view
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name} must be a 2-D matrix of numbers: {exc}") from None
     if out.ndim != 2:
@@ -475,7 +475,9 @@ def load_clip(source: str, device: torch.device, dtype: torch.dtype, local_files
     name = f"local-dir:{folder}"
     model, _, preprocess = open_clip.create_model_and_transforms(name, device=device)
     model = model.to(dtype=dtype).eval()
-    return ClipBundle(model, preprocess, open_clip.get_tokenizer(name), device, dtype, model_id=str(source))
+    # The embedding cache is keyed by model_id: the same weights on another device or dtype give other numbers.
+    model_id = f"{source}|{device}|{dtype}"
+    return ClipBundle(model, preprocess, open_clip.get_tokenizer(name), device, dtype, model_id=model_id)
 
 
 _EMBEDDINGS = EmbeddingCache()

@@ -114,8 +114,9 @@ def patch_grid(image: Image.Image, patch_size: int, input_size: int = 224) -> Im
     return Image.alpha_composite(base, overlay).convert("RGB")
 
 
-def patch_sequence(image: Image.Image, patch_size: int, input_size: int = 224, count: int = 16) -> Image.Image:
-    """The first `count` patches in token order, left to right, with their indices beneath.
+def patch_sequence(image: Image.Image, patch_size: int, input_size: int = 224, count: int = 16,
+                   start: int = 0) -> Image.Image:
+    """`count` consecutive patches in token order from index `start`, left to right, with their indices beneath.
 
     This is the image read as a sentence of patch "words" (Dosovitskiy et al., "An image is worth 16x16 words").
     Each patch is upscaled (nearest) to a tile of about 48 px. Returns an RGB strip on a white background of
@@ -124,16 +125,18 @@ def patch_sequence(image: Image.Image, patch_size: int, input_size: int = 224, c
     n = num_patches(input_size, patch_size)
     if not 1 <= count <= n:
         raise ValueError(f"count must be in [1, {n}] (the number of patches), got {count}")
+    if not 0 <= start <= n - count:
+        raise ValueError(f"start must be in [0, {n - count}] to show {count} of {n} patches, got {start}")
     grid = grid_size(input_size, patch_size)
     square = _square(image, input_size)
     tile = patch_size * max(1, math.ceil(48 / patch_size))
     gap, label_h = 6, 18
     strip = Image.new("RGB", (count * tile + (count + 1) * gap, gap + tile + label_h), "white")
     draw, font = ImageDraw.Draw(strip), _font(12)
-    for index in range(count):
+    for k, index in enumerate(range(start, start + count)):
         row, col = divmod(index, grid)
         box = (col * patch_size, row * patch_size, (col + 1) * patch_size, (row + 1) * patch_size)
-        x = gap + index * (tile + gap)
+        x = gap + k * (tile + gap)
         strip.paste(square.crop(box).resize((tile, tile), Image.Resampling.NEAREST), (x, gap))
         draw.text((x + tile / 2, gap + tile + label_h / 2), str(index), font=font, fill=(40, 40, 40), anchor="mm")
     return strip
@@ -222,8 +225,9 @@ def attention_rollout(
     if any(m.shape[-1] != tokens for m in maps):
         raise ValueError(f"every layer must have the same number of tokens, got {[m.shape[-1] for m in maps]}")
 
-    eye = torch.eye(tokens, dtype=torch.float64)  # (T, T)
-    protected = torch.zeros(tokens, tokens, dtype=torch.bool)
+    device = maps[0].device  # work where the attentions are (CPU or CUDA)
+    eye = torch.eye(tokens, dtype=torch.float64, device=device)  # (T, T)
+    protected = torch.zeros(tokens, tokens, dtype=torch.bool, device=device)
     protected[0, :] = protected[:, 0] = True  # the CLS row and column
     protected = protected.flatten()  # (T*T,)
     rollout = eye.clone()  # (T, T)
@@ -298,7 +302,7 @@ def mean_attention_distance(attentions: Sequence[torch.Tensor], patch_size: int)
     distance = patch_size * np.linalg.norm(coords[:, None, :] - coords[None, :, :], axis=-1)  # (N, N) pixels
     result = np.empty((len(maps), maps[0].shape[0]), dtype=np.float64)  # (L, H)
     for layer, heads in enumerate(maps):
-        patches = heads[:, 1:, 1:].double().numpy()  # (H, N, N): patch queries x patch keys
+        patches = heads[:, 1:, 1:].double().cpu().numpy()  # (H, N, N): patch queries x patch keys
         weights = patches / patches.sum(axis=-1, keepdims=True)  # (H, N, N), rows sum to 1 again
         result[layer] = (weights * distance).sum(axis=-1).mean(axis=-1)  # (H,)
     return result
@@ -396,7 +400,7 @@ def layernorm_stats(model: ViTForImageClassification, pixel_values: torch.Tensor
     x_hat = (x - mu) / torch.sqrt(var + norm.eps)  # (T, D)
 
     def stats(t: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        return t.mean(dim=-1).numpy(), t.var(dim=-1, unbiased=False).numpy()  # (T,), (T,)
+        return t.mean(dim=-1).cpu().numpy(), t.var(dim=-1, unbiased=False).cpu().numpy()  # (T,), (T,)
 
     out: dict[str, np.ndarray] = {}
     for name, t in (("before", x), ("after", y), ("hat", x_hat)):

@@ -175,3 +175,9 @@ def _photo():
     from PIL import Image
 
     return Image.new("RGB", (50, 40), "orange")
+
+
+def test_clip_embedding_cache_keys_name_device_and_dtype(tiny_dirs):
+    a = mmcore.clip.load_clip(tiny_dirs["clip"], torch.device("cpu"), torch.float32)
+    b = mmcore.clip.load_clip(tiny_dirs["clip"], torch.device("cpu"), torch.float64)
+    assert a.model_id != b.model_id  # the same weights in another dtype must not share cached embeddings

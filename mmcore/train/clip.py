@@ -1,6 +1,6 @@
 """Train the bundled CLIP on Shapes scenes and their captions with the symmetric InfoNCE loss.
 
-    python -m mmcore.train clip --steps 6000 --seed 0
+    python -m mmcore.train clip --steps 3000 --seed 0
 
 Each step pairs B scenes with one random phrasing of each caption. Writes `open_clip_config.json` and fp16
 `open_clip_model.safetensors` to assets/models/clip-shapes/, loadable with `open_clip.create_model("local-dir:...")`.
@@ -8,7 +8,6 @@ Each step pairs B scenes with one random phrasing of each caption. Writes `open_
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -20,7 +19,7 @@ from safetensors.torch import save_file
 
 from mmcore import shapes
 from mmcore.clip import BUNDLED_CONFIG
-from mmcore.train.common import Clock, log, seed_everything, write_model_card
+from mmcore.train.common import Clock, arguments, log, seed_everything, warmup_cosine, write_model_card
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "clip-shapes"
 
@@ -52,17 +51,7 @@ def recall_at_1(model: open_clip.CLIP, x: torch.Tensor, texts: list[str], tokeni
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--train-scenes", type=int, default=40_000)
-    ap.add_argument("--eval-scenes", type=int, default=2_048)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads (the machine has 2; other trainers share it)")
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = arguments(__doc__, steps=3000, lr=5e-4, eval_scenes=2_048, out=OUT)
     clock = Clock()
     gen = seed_everything(args.seed)
 
@@ -81,9 +70,7 @@ def main() -> None:
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
-    warmup = max(1, args.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
+    sched = warmup_cosine(opt, args.steps)
 
     best, best_state = -1.0, None
     for step in range(1, args.steps + 1):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import platform
 import random
 import sys
@@ -66,6 +68,29 @@ def write_model_card(out: Path, *, title: str, summary: str, command: str, seed:
 """
     (out / "MODEL_CARD.md").write_text(text)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path) -> argparse.Namespace:
+    """The command line every trainer shares; the defaults are the ones the committed weights were trained with."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--train-scenes", type=int, default=40_000)
+    ap.add_argument("--eval-scenes", type=int, default=eval_scenes)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (the machine has 2; other trainers share it)")
+    ap.add_argument("--out", type=Path, default=out)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first 5% of steps, then a cosine decay to zero."""
+    warmup = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
 
 
 def log(step: int, clock: Clock, **values: float) -> None:

@@ -1,6 +1,6 @@
 """Train the bundled ViT on the Shapes world: classify the shape of the largest object in the scene.
 
-    python -m mmcore.train vit --steps 6000 --seed 0
+    python -m mmcore.train vit --steps 5000 --seed 0
 
 The answer lives inside one object, so a model that solves it has to look at objects, which makes its attention maps
 worth showing. Writes fp16 safetensors, the image-processor config and a model card to assets/models/vit-shapes/.
@@ -8,8 +8,6 @@ worth showing. Writes fp16 safetensors, the image-processor config and a model c
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import torch.nn.functional as F
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
 from mmcore import shapes
-from mmcore.train.common import Clock, log, seed_everything, write_model_card
+from mmcore.train.common import Clock, arguments, log, seed_everything, warmup_cosine, write_model_card
 from mmcore.vit import BUNDLED_CONFIG
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "vit-shapes"
@@ -42,17 +40,7 @@ def accuracy(model: ViTForImageClassification, x: torch.Tensor, y: torch.Tensor,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--train-scenes", type=int, default=40_000)
-    ap.add_argument("--eval-scenes", type=int, default=2_000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads (the machine has 2; other trainers share it)")
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = arguments(__doc__, steps=5000, lr=1e-3, eval_scenes=2_000, out=OUT)
     clock = Clock()
     gen = seed_everything(args.seed)
 
@@ -66,9 +54,7 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f} M parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, betas=(0.9, 0.98))
-    warmup = max(1, args.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
+    sched = warmup_cosine(opt, args.steps)
 
     best, best_state = -1.0, None
     for step in range(1, args.steps + 1):
