@@ -211,12 +211,13 @@ def build() -> None:
                 "(LayerNorm → multi-head attention → residual → MLP).")
     with gr.Row():
         with gr.Column(scale=1):
-            image = common.image_input()
+            first_image, first_truth = new_scene(seed=42)  # something to click on straight away
+            image = common.image_input(value=first_image)
             with gr.Row():
                 scene_btn = gr.Button("🎲 Random Shapes scene", variant="secondary")
                 seed = gr.Number(label="seed (−1 = random)", value=-1, precision=0, minimum=-1, scale=0,
                                  min_width=140)
-            truth = gr.Markdown()
+            truth = gr.Markdown(first_truth)
             gr.Examples([[str(p)] for p in common.SAMPLES], inputs=[image], label="Sample photos")
             gr.Markdown(common.PHOTO_NOTE)
         with gr.Column(scale=1):
@@ -256,7 +257,7 @@ def build() -> None:
             pos_btn = gr.Button("Show learned position similarities")
             pos_note = gr.Markdown()
             pos_img = gr.Image(label="Cosine similarity of position embeddings (click a tile)", format="png",
-                               interactive=False)
+                               interactive=False, height=480)
         with gr.Column():
             patch_index = gr.Number(label="patch index", value=0, precision=0, minimum=0)
             pos_map = gr.Plot(label="One patch vs every position")
@@ -288,7 +289,8 @@ def build() -> None:
     attn_btn.click(ui(attention), [image, layer, head, discard, tier], [attn_img, roll_img, distance, top5, attn_note],
                    api_name="vit_attention")
     pos_btn.click(ui(positions), [tier], [pos_img, pos_note], api_name="vit_positions")
-    gr.on(None, ui(positions), [tier], [pos_img, pos_note], api_visibility="private")  # on load and tier change
+    gr.on(None, ui(positions), [tier], [pos_img, pos_note], api_visibility="private").then(  # on load, tier change
+        ui(position_map), [patch_index, tier], [pos_map], api_visibility="private")
     patch_index.submit(ui(position_map), [patch_index, tier], [pos_map], api_name="vit_position_map")
     pos_img.select(ui(patch_from_click), [tier], [patch_index, pos_map], api_visibility="private")
     gr.on(None, ui(sinusoid), [d_model, n_pos], [pe_plot], api_name="vit_sinusoid")  # on load and on change
