@@ -102,14 +102,15 @@ def sample_photos() -> tuple[list[str], str]:
     return [str(p) for p in paths], "\n".join(captions[p.stem] for p in paths)
 
 
-def similarity(gallery, texts: str, tier: str | None = None) -> tuple[np.ndarray, list[str], C.ClipBundle, str]:
-    """Encode (cached) and compare: S (B_img, B_txt) cosine similarities, the texts, the model, its label."""
+def similarity(gallery, texts: str, tier: str | None = None):
+    """Encode (cached) and compare. Returns S (B_img, B_txt) cosine similarities, the texts, the image and text
+    embeddings (B, D), and the model's label."""
     images = _images(gallery)
     lines = C.parse_texts(texts, max_lines=MAX_IMAGES)
     bundle, label = _bundle(tier)
     img = C.encode_images(bundle, images)  # (Bi, D), unit norm
     txt = C.encode_texts(bundle, lines)  # (Bt, D), unit norm
-    return (img @ txt.T).double().numpy(), lines, bundle, label
+    return (img @ txt.T).double().numpy(), lines, img, txt, bundle, label
 
 
 def matrix_views(S: np.ndarray, texts: list[str], log_tau: float) -> tuple[go.Figure, go.Figure, go.Figure, str]:
@@ -144,14 +145,6 @@ def matrix_views(S: np.ndarray, texts: list[str], log_tau: float) -> tuple[go.Fi
     return fig_s, fig_r, fig_c, md
 
 
-def embedding_map(gallery, texts: str, tier: str | None = None) -> go.Figure:
-    """2-D PCA of the normalised image and text embeddings; a line joins each true pair (image i, text i)."""
-    images = _images(gallery)
-    lines = C.parse_texts(texts, max_lines=MAX_IMAGES)
-    bundle, _ = _bundle(tier)
-    return _pca_figure(C.encode_images(bundle, images), C.encode_texts(bundle, lines), lines)
-
-
 def _pca_figure(img: torch.Tensor, txt: torch.Tensor, lines: list[str]) -> go.Figure:
     pi, pt, ratio = C.pca_2d(img, txt)
     fig = go.Figure()
@@ -173,12 +166,11 @@ def _pca_figure(img: torch.Tensor, txt: torch.Tensor, lines: list[str]) -> go.Fi
 def matrix(gallery, texts: str, log_tau: float | None, tier: str | None = None):
     """Everything the matrix section shows, from scratch: (S, row softmax, column softmax, loss Markdown, PCA map,
     the S state for temperature changes, the texts state, the model note). A None log_tau uses the model's τ."""
-    S, lines, bundle, label = similarity(gallery, texts, tier)
+    S, lines, img, txt, bundle, label = similarity(gallery, texts, tier)
     if log_tau is None:
         log_tau = -math.log10(bundle.logit_scale)
     figs = matrix_views(S, lines, log_tau)
-    img = C.encode_images(bundle, _images(gallery))  # cached: no second forward pass
-    pca = _pca_figure(img, C.encode_texts(bundle, lines), lines)
+    pca = _pca_figure(img, txt, lines)
     note = f"{label}\n\nThe model's learned temperature: τ = 1/{bundle.logit_scale:.1f} = {1 / bundle.logit_scale:.4f}."
     return (*figs, pca, S.tolist(), lines, note)
 

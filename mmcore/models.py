@@ -91,10 +91,6 @@ def families() -> list[str]:
     return list(dict.fromkeys(f for f, _ in _CATALOGUE))
 
 
-def catalogue() -> list[ModelSpec]:
-    return list(_CATALOGUE.values())
-
-
 # ------------------------------------------------------------------------------------------------------ device, dtype
 
 def pick_device(cfg: settings_mod.Settings | None = None) -> torch.device:
