@@ -191,8 +191,8 @@ def resolve_tier(family: str, requested: str | None = None, *, hub: Hub | None =
         return done("bundled", f"{pretrained.name} is not cached and HF_HUB_OFFLINE=1; using {bundled.name}.")
     if hub.reachable(cfg.probe_timeout):
         return done("pretrained", f"{pretrained.name} will be downloaded ({pretrained.size_mb:,.0f} MB).", True)
-    return done("bundled", f"{pretrained.name} is not cached and the hub did not answer within "
-                           f"{cfg.probe_timeout:g} s; using {bundled.name}.")
+    return done("bundled", f"{pretrained.name} is not cached and the hub is unreachable (no answer within "
+                           f"{cfg.probe_timeout:g} s); using {bundled.name}.")
 
 
 # ---------------------------------------------------------------------------------------------------------- the cache
