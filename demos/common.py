@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,19 +20,13 @@ PHOTO_NOTE = ("Real photos belong to the **pretrained** tier. The bundled models
 
 # ------------------------------------------------------------------------------------------------------------- tiers
 
-_RESOLVED: dict[tuple[str, str], models.Resolution] = {}
-_RESOLVED_LOCK = threading.Lock()
-
-
 def resolve(family: str, choice: str | None) -> models.Resolution:
-    """The tier to use for `family` when the user picked `choice` (auto | bundled | pretrained); decided once."""
+    """The tier to use for `family` when the user picked `choice` (auto | bundled | pretrained). Cheap after the
+    first call: the cache lookup is a file check and the hub's reachability is probed once per process."""
     choice = choice or settings.get().tier
     if choice not in settings.TIERS:
         raise ValueError(f"tier must be one of {', '.join(settings.TIERS)}, got {choice!r}")
-    with _RESOLVED_LOCK:
-        if (family, choice) not in _RESOLVED:
-            _RESOLVED[(family, choice)] = models.resolve_tier(family, choice)
-        return _RESOLVED[(family, choice)]
+    return models.resolve_tier(family, choice)
 
 
 def load(family: str, choice: str | None):

@@ -16,7 +16,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from demos import common
-from mmcore import shapes, viz
+from mmcore import models, shapes, viz
 from mmcore import vit as V
 
 FAMILY = "vit"
@@ -51,7 +51,8 @@ def new_scene(seed: float | None = None) -> tuple[Image.Image, str]:
 
 def patches(image, patch_size: float, input_size: float, tier: str | None = None
             ) -> tuple[Image.Image, str, Image.Image]:
-    """Cut the image into P x P patches: (grid overlay, readout Markdown, the first 16 patches as a sequence)."""
+    """Cut the image into P x P patches: (grid overlay, readout Markdown, 16 patches in
+    token order from the middle row, as a sequence)."""
     img = common.user_image(image)
     p = int(patch_size) if patch_size in V.PATCH_SIZES else None
     if p is None:
@@ -59,7 +60,8 @@ def patches(image, patch_size: float, input_size: float, tier: str | None = None
     size = _int_in(input_size, "input size", 32, 448)
     n = V.num_patches(size, p)  # raises a clear error when P does not divide the input size
     g = V.grid_size(size, p)
-    bundle, label = _bundle(tier)
+    bundle, res = common.load(FAMILY, tier)
+    name = models.get_spec(FAMILY, res.tier).name
     cfg = bundle.model.config
     d = cfg.hidden_size
     readout = (
@@ -67,7 +69,7 @@ def patches(image, patch_size: float, input_size: float, tier: str | None = None
         f"Each patch is a vector of P²·C = {p}²·3 = **{p * p * 3}** numbers; the projection "
         f"(a Conv2d with kernel = stride = P) maps it to D. With this model's D = **{d}** the sequence is "
         f"**1 × {n} × {d}**, and **1 × {n + 1} × {d}** with the CLS token.\n\n"
-        f"The model in use ({label.split('`')[1]}) was trained at **{cfg.image_size} px with P = {cfg.patch_size}** "
+        f"The model in use ({name}) was trained at **{cfg.image_size} px with P = {cfg.patch_size}** "
         f"(N = {V.num_patches(cfg.image_size, cfg.patch_size)}): the grid above is for exploring, the attention "
         f"maps below use the model's own grid.")
     count = min(16, n)

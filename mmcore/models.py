@@ -155,6 +155,16 @@ def _tcp_probe(endpoint: str, timeout: float) -> bool:
     return bool(result and result[0])
 
 
+_HUBS: dict[str, HuggingFaceHub] = {}
+_HUBS_LOCK = threading.Lock()
+
+
+def default_hub(endpoint: str) -> HuggingFaceHub:
+    """One hub object per endpoint for the process, so that its reachability is probed once, not per request."""
+    with _HUBS_LOCK:
+        return _HUBS.setdefault(endpoint, HuggingFaceHub(endpoint))
+
+
 @dataclass(frozen=True)
 class Resolution:
     family: str
@@ -184,7 +194,7 @@ def resolve_tier(family: str, requested: str | None = None, *, hub: Hub | None =
         pretrained = get_spec(family, "pretrained")
     except KeyError:
         return done("bundled", f"no pretrained model is registered for {family}; using {bundled.name}.")
-    hub = hub or HuggingFaceHub(cfg.hub_endpoint)
+    hub = hub or default_hub(cfg.hub_endpoint)
     if hub.is_cached(pretrained):
         return done("pretrained", f"{pretrained.name} found in the local Hugging Face cache.")
     if cfg.hub_offline:

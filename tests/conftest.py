@@ -81,7 +81,6 @@ def tiny_dirs(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture
 def tiny_pretrained(tiny_dirs, monkeypatch):
     """Point every pretrained spec at its tiny folder and make the hub report it cached; a fresh model cache."""
-    from demos import common
 
     for family, folder in tiny_dirs.items():
         spec = models.get_spec(family, "pretrained")
@@ -90,5 +89,4 @@ def tiny_pretrained(tiny_dirs, monkeypatch):
     real = models.resolve_tier
     monkeypatch.setattr(models, "resolve_tier", lambda family, requested=None, **kw: real(family, requested, hub=hub))
     monkeypatch.setattr(models, "CACHE", models.ModelCache())
-    monkeypatch.setattr(common, "_RESOLVED", {})
     return tiny_dirs

@@ -181,3 +181,8 @@ def test_clip_embedding_cache_keys_name_device_and_dtype(tiny_dirs):
     a = mmcore.clip.load_clip(tiny_dirs["clip"], torch.device("cpu"), torch.float32)
     b = mmcore.clip.load_clip(tiny_dirs["clip"], torch.device("cpu"), torch.float64)
     assert a.model_id != b.model_id  # the same weights in another dtype must not share cached embeddings
+
+
+def test_reachability_is_probed_once_per_endpoint():
+    assert models.default_hub("https://192.0.2.7") is models.default_hub("https://192.0.2.7")
+    assert models.default_hub("https://192.0.2.7") is not models.default_hub("https://192.0.2.8")
