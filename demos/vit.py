@@ -220,7 +220,8 @@ def build() -> None:
                 seed = gr.Number(label="seed (−1 = random)", value=-1, precision=0, minimum=-1, scale=0,
                                  min_width=140)
             truth = gr.Markdown(first_truth)
-            gr.Examples([[str(p)] for p in common.SAMPLES], inputs=[image], label="Sample photos")
+            gr.Examples([[str(p)] for p in common.SAMPLES], inputs=[image], outputs=[truth], fn=lambda _: "",
+                        run_on_click=True, cache_examples=False, label="Sample photos")  # photos: no ground truth
             gr.Markdown(common.PHOTO_NOTE)
         with gr.Column(scale=1):
             tier = common.tier_radio(FAMILY)
@@ -285,6 +286,7 @@ def build() -> None:
 
     ui = common.show_errors
     scene_btn.click(ui(new_scene), [seed], [image, truth], api_name="vit_scene")
+    image.upload(lambda: "", None, truth, api_visibility="private")  # an uploaded image has no Shapes ground truth
     patch_btn.click(ui(patches), [image, patch_size, input_size, tier], [grid_img, readout, seq_img],
                     api_name="vit_patches")
     trace_btn.click(ui(trace), [image, tier], [trace_table, chain], api_name="vit_trace")
