@@ -19,10 +19,12 @@ import gradio as gr
 
 from demos import clip as clip_tab
 from demos import common
+from demos import diffusion as diffusion_tab
 from demos import vit as vit_tab
 from mmcore import models, settings
 
-TABS = (("ViT", "vit", vit_tab), ("CLIP", "clip", clip_tab))
+TABS = (("ViT", "vit", vit_tab), ("CLIP", "clip", clip_tab), ("Latent diffusion", "diffusion", diffusion_tab))
+FAMILIES = ("vit", "clip", "vae")  # the model families the banner reports and the warm-up loads
 CSS = """
 .banner {border-left: 4px solid #6366f1; padding: 4px 12px !important; background: #f5f5ff;}
 .banner p {margin: 2px 0 !important;}
@@ -32,7 +34,7 @@ CSS = """
 def banner() -> tuple[str, gr.Timer]:
     """Markdown naming, per family, the default tier and whether it is loaded yet; the timer stops when all are."""
     lines, busy = [], False
-    for _, family, _ in TABS:
+    for family in FAMILIES:
         res = common.resolve(family, None)
         status = models.CACHE.status(family, res.tier)
         busy |= status in ("not loaded", "loading")
@@ -44,7 +46,7 @@ def banner() -> tuple[str, gr.Timer]:
 
 def warm_up() -> None:
     """Resolve each family's default tier and load it, so the first click is fast. Failures show in the banner."""
-    for _, family, _ in TABS:
+    for family in FAMILIES:
         try:
             common.load(family, None)
         except Exception as exc:  # the banner shows the failure; the tab will raise it again on use

@@ -23,6 +23,10 @@ FAMILY = "vit"
 INPUT_SIZES = (32, 64, 112, 128, 224, 256, 384, 448)
 MAX_SINUSOID_D = 1024
 MAX_SINUSOID_POSITIONS = 512
+DRAW_COLORS = ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in shapes.COLORS.values()]
+KNOWS = ("The **bundled ViT** knows six shapes (circle, square, triangle, diamond, star, hexagon) in six colours, "
+         "drawn any way: filled or outlined, any size or rotation, on a plain background. Upload a drawing, or draw "
+         "one in **Draw a shape** below.")
 
 
 def _bundle(tier: str | None) -> tuple[V.ViTBundle, str]:
@@ -47,6 +51,52 @@ def new_scene(seed: float | None = None) -> tuple[Image.Image, str]:
     big = shapes.largest(scene)
     return image, (f"**Ground truth** (test-split scene {scene.seed - shapes.SPLITS['test']}): {shapes.caption(scene)}."
                    f" The largest object is a **{big.shape}**, which the bundled ViT was trained to name.")
+
+
+def _sketch_image(sketch) -> Image.Image | None:
+    """The sketchpad's composite on white as an RGB image, or None while nothing is drawn."""
+    composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if composite is None:
+        return None
+    rgba = np.asarray(composite)
+    if rgba.ndim != 3 or rgba.shape[-1] not in (3, 4) or min(rgba.shape[:2]) < 8:
+        raise ValueError(f"The drawing must be an RGB or RGBA image of at least 8 × 8 pixels, got {rgba.shape}.")
+    if rgba.shape[-1] == 4:
+        if not (rgba[..., 3] > 0).any():
+            return None
+        alpha = rgba[..., 3:].astype(np.float32) / 255
+        rgba = rgba[..., :3] * alpha + 255 * (1 - alpha)
+    return Image.fromarray(rgba.astype(np.uint8), "RGB")
+
+
+def _prediction_figure(top: list[tuple[str, float]], title: str, height: int = 300) -> go.Figure:
+    fig = go.Figure(go.Bar(x=[p for _, p in top][::-1], y=[lab for lab, _ in top][::-1], orientation="h",
+                           text=[f"{p:.1%}" for _, p in top][::-1], textposition="auto", marker_color="#6366f1"))
+    fig.update_layout(title=title, xaxis={"range": [0, 1], "tickformat": ".0%"}, height=height,
+                      margin={"l": 140, "r": 20, "t": 50, "b": 30})
+    return fig
+
+
+def drawing(sketch, tier: str | None = None) -> tuple[go.Figure, str]:
+    """Classify a drawing from the sketchpad, live while it is drawn: (probabilities of every class, a sentence)."""
+    img = _sketch_image(sketch)
+    if img is None:
+        return _prediction_figure([], "Draw a shape"), "Draw a shape in one of the six colours."
+    bundle, label = _bundle(tier)
+    with torch.no_grad():
+        top = V.predict(bundle.model, bundle.pixel_values(img), top_k=bundle.model.config.num_labels)
+    size = bundle.model.config.image_size
+    return (_prediction_figure(top, "What the ViT sees in your drawing"),
+            f"{label}\n\nThe model sees your drawing at {size} × {size} px and says **{top[0][0]}** "
+            f"({top[0][1]:.0%}).")
+
+
+def use_drawing(sketch) -> tuple[Image.Image, str]:
+    """Send the drawing to the tab's image, so every view below explains it."""
+    img = _sketch_image(sketch)
+    if img is None:
+        raise ValueError("Draw a shape first.")
+    return img, "Your drawing: no ground truth, but you know what you drew."
 
 
 def patches(image, patch_size: float, input_size: float, tier: str | None = None
@@ -192,10 +242,7 @@ def attention(image, layer: float, head: str | None, discard_ratio: float, tier:
 
     with torch.no_grad():
         top = V.predict(bundle.model, x, top_k=5)
-    fig_p = go.Figure(go.Bar(x=[p for _, p in top][::-1], y=[lab for lab, _ in top][::-1], orientation="h",
-                             text=[f"{p:.1%}" for _, p in top][::-1], textposition="auto", marker_color="#6366f1"))
-    fig_p.update_layout(title="Top-5 predictions", xaxis={"range": [0, 1], "tickformat": ".0%"}, height=300,
-                        margin={"l": 140, "r": 20, "t": 50, "b": 30})
+    fig_p = _prediction_figure(top, "Top-5 predictions")
     head_name = "mean over heads" if hi is None else f"head {hi}"
     note = (f"{label}\n\nLayer {li}, {head_name}: where the CLS token looks. Rollout multiplies (A + I)/2 through "
             f"all {cfg.num_hidden_layers} layers (residual-aware), discarding the lowest {float(discard_ratio):.0%} "
@@ -215,6 +262,7 @@ def build() -> None:
         with gr.Column(scale=1):
             first_image, first_truth = new_scene(seed=42)  # something to click on straight away
             image = common.image_input(value=first_image)
+            gr.Markdown(KNOWS)
             with gr.Row():
                 scene_btn = gr.Button("🎲 Random Shapes scene", variant="secondary")
                 seed = gr.Number(label="seed (−1 = random)", value=-1, precision=0, minimum=-1, scale=0,
@@ -239,6 +287,17 @@ def build() -> None:
             chain = gr.Markdown()
             trace_table = gr.Dataframe(headers=["stage", "shape"], label="Shape tracer (recorded by hooks)",
                                        interactive=False, wrap=True)
+
+    gr.Markdown("### Draw a shape\nDraw one of the six shapes with a colour from the palette. The bundled ViT "
+                "classifies it as you draw.")
+    with gr.Row():
+        sketch = gr.Sketchpad(label="Draw a shape", type="numpy", image_mode="RGBA", canvas_size=(256, 256),
+                              brush=gr.Brush(default_size=12, colors=DRAW_COLORS, default_color=DRAW_COLORS[0]),
+                              height=340)
+        with gr.Column():
+            draw_plot = gr.Plot(label="Prediction for the drawing")
+            draw_note = gr.Markdown()
+            draw_use = gr.Button("⬆️ Explain this drawing in the views above and below")
 
     gr.Markdown("### Attention: where does the CLS token look?")
     with gr.Row():
@@ -292,6 +351,8 @@ def build() -> None:
     trace_btn.click(ui(trace), [image, tier], [trace_table, chain], api_name="vit_trace")
     attn_btn.click(ui(attention), [image, layer, head, discard, tier], [attn_img, roll_img, distance, top5, attn_note],
                    api_name="vit_attention")
+    sketch.change(ui(drawing), [sketch, tier], [draw_plot, draw_note], api_name="vit_draw", trigger_mode="always_last")
+    draw_use.click(ui(use_drawing), [sketch], [image, truth], api_name="vit_use_drawing")
     pos_btn.click(ui(positions), [tier], [pos_img, pos_note], api_name="vit_positions")
     gr.on(None, ui(positions), [tier], [pos_img, pos_note], api_visibility="private").then(  # on load, tier change
         ui(position_map), [patch_index, tier], [pos_map], api_visibility="private")

@@ -45,6 +45,7 @@ LECTURE_S: tuple[tuple[float, ...], ...] = (
 
 # Accepted temperatures. open_clip learns logit_scale = 1/tau and clamps it at 100, so tau >= 0.01 in practice;
 # the lower bound leaves room to show how a tiny tau turns softmax into argmax without overflowing float64.
+MAX_LABELS = 36  # zero-shot candidates: room for all 6 x 6 colour-shape labels of the Shapes world
 TEMPERATURE_MIN = 1e-3
 TEMPERATURE_MAX = 100.0
 
@@ -339,7 +340,7 @@ def parse_texts(text: str, max_lines: int = 16, max_chars: int = 300) -> list[st
     return texts
 
 
-def parse_labels(text: str, max_labels: int = 16, max_chars: int = 100) -> list[str]:
+def parse_labels(text: str, max_labels: int = MAX_LABELS, max_chars: int = 100) -> list[str]:
     """Class names separated by commas or newlines -> list of stripped, non-empty labels.
 
     Raises ValueError when there is no label, more than max_labels, or a label longer than max_chars characters.

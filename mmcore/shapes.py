@@ -11,17 +11,30 @@ truth next to what the model says. A scene is a pure function of its seed:
 Splits are disjoint seed ranges (see SPLITS). The "composition" split holds colour-shape pairs (HELD_OUT_PAIRS) that
 the train split never shows, to test whether a model composes attributes rather than memorising pairs.
 
-    python -m mmcore.shapes --n 16 --out sheet.png     # a contact sheet with captions
+There are two worlds (WORLDS), and a seed means the same scene in each world forever:
+
+- "classic" (the default): flat colours on near-white, two sizes, rotations within +-15 degrees;
+- "wide": any rotation, sizes from small to nearly filling the frame, proportion jitter (a taller triangle, a fatter
+  diamond, a star with another inner radius), shades around each named colour, white, grey, dark and coloured
+  backgrounds, outline-only shapes, a wobbly hand-drawn stroke, slight blur and noise, and JPEG at quality 30-95.
+  Every recognition model trains on it. A fifth of its scenes look classic.
+
+Captions, questions and masks are exact in both. A mask is the region the shape encloses, also when it is drawn as an
+outline only.
+
+    python -m mmcore.shapes --n 16 --out sheet.png [--world wide]    # a contact sheet with captions
 """
 
 from __future__ import annotations
 
 import argparse
+import colorsys
+import io
 import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "hexagon")
 COLORS = {  # name -> RGB, chosen to stay distinct after downscaling to 32 px
@@ -35,6 +48,7 @@ COLORS = {  # name -> RGB, chosen to stay distinct after downscaling to 32 px
 COLOR_NAMES = tuple(COLORS)
 SIZES = {"small": 0.13, "large": 0.24}  # radius as a fraction of the image side
 NUMBERS = ("zero", "one", "two", "three")
+WORLDS = ("classic", "wide")
 
 # Colour-shape pairs that never appear in the train split (one per shape and per colour, so no word is unseen).
 HELD_OUT_PAIRS = frozenset({
@@ -55,10 +69,26 @@ class Obj:
     x: float  # centre, as a fraction of the image width (0 = left)
     y: float  # centre, as a fraction of the image height (0 = top)
     angle: float = 0.0  # rotation in degrees (shapes are drawn symmetric enough that words still hold)
+    # The wide world's knobs; the defaults draw exactly the classic shapes.
+    r: float | None = None  # radius as a fraction of the image side; None = SIZES[size]
+    aspect: float = 1.0  # width stretch before rotation (a fatter diamond, a narrower triangle)
+    inner: float = 0.45  # a star's inner radius over its outer radius
+    rgb: tuple[int, int, int] | None = None  # the shade actually drawn; None = COLORS[color]
+    outline: float = 0.0  # stroke width as a fraction of the radius; 0 = filled
+    wobble: float = 0.0  # hand-drawn wobble of the contour, as a fraction of the radius
+    wobble_seed: int = 0
 
     @property
     def radius(self) -> float:
-        return SIZES[self.size]
+        return SIZES[self.size] if self.r is None else self.r
+
+    @property
+    def fill(self) -> tuple[int, int, int]:
+        return COLORS[self.color] if self.rgb is None else self.rgb
+
+    @property
+    def classic(self) -> bool:
+        return (self.r, self.aspect, self.inner, self.rgb, self.outline, self.wobble) == (None, 1.0, 0.45, None, 0, 0)
 
     def phrase(self, with_size: bool = False) -> str:
         words = ([self.size] if with_size else []) + [self.color, self.shape]
@@ -75,6 +105,10 @@ class Scene:
     objects: tuple[Obj, ...]
     background: tuple[int, int, int]
     seed: int
+    world: str = "classic"
+    blur: float = 0.0  # Gaussian blur radius, in output pixels
+    noise: float = 0.0  # standard deviation of additive pixel noise, in 0-255 units
+    jpeg: int = 0  # JPEG quality the image passes through (0 = none)
 
 
 def split_seed(split: str, index: int) -> int:
@@ -93,13 +127,18 @@ def _seed_split(seed: int) -> str:
     return "train"
 
 
-def sample_scene(seed: int, *, min_objects: int = 1, max_objects: int = 3, one_large: bool = False) -> Scene:
-    """Draw a scene deterministically from `seed`.
+def sample_scene(seed: int, *, min_objects: int = 1, max_objects: int = 3, one_large: bool = False,
+                 world: str = "classic") -> Scene:
+    """Draw a scene deterministically from `seed` in `world` (one of WORLDS).
 
     Objects never overlap and keep a margin, so "left of" and "above" are unambiguous when stated. Seeds in the train
     range never contain a HELD_OUT_PAIRS pair; seeds in the composition range always contain at least one.
-    `one_large=True` makes exactly one object large (the ViT task: "the shape of the largest object").
+    `one_large=True` makes exactly one object clearly the largest (the ViT task: "the shape of the largest object").
     """
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    if world == "wide":
+        return _sample_wide(seed, min_objects, max_objects, one_large)
     rng = np.random.default_rng(seed)
     split = _seed_split(seed)
     for _ in range(1000):  # rejection sampling; a valid scene is found within a few tries
@@ -135,6 +174,105 @@ def sample_scene(seed: int, *, min_objects: int = 1, max_objects: int = 3, one_l
     raise RuntimeError(f"could not sample a scene for seed {seed}")  # unreachable in practice
 
 
+# The wide world's draws. Shades stay inside each colour's name: hue within +-0.025 of a turn keeps red, orange and
+# yellow apart. Proportions stay inside each shape's name: a square never stretches into a diamond's range.
+_ASPECT = {"circle": (0.92, 1.08), "square": (0.92, 1.08), "triangle": (0.75, 1.3), "diamond": (0.72, 1.15),
+           "star": (0.9, 1.1), "hexagon": (0.88, 1.12)}
+_BACKGROUNDS = (("white", 0.3), ("light grey", 0.15), ("grey", 0.1), ("dark", 0.15), ("pastel", 0.2), ("deep", 0.1))
+_MIN_CONTRAST = 90.0  # Euclidean RGB distance between every object's shade and the background
+
+
+def _shade(rng: np.random.Generator, color: str) -> tuple[int, int, int]:
+    h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in COLORS[color]))
+    h = (h + rng.uniform(-0.025, 0.025)) % 1.0
+    s = min(1.0, s * rng.uniform(0.75, 1.1))
+    v = min(1.0, v * rng.uniform(0.8, 1.1))
+    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, s, v))
+
+
+def _background(rng: np.random.Generator) -> tuple[int, int, int]:
+    kinds, weights = zip(*_BACKGROUNDS)
+    kind = kinds[int(rng.choice(len(kinds), p=np.array(weights) / sum(weights)))]
+    if kind in ("white", "light grey", "grey", "dark"):
+        lo, hi = {"white": (232, 256), "light grey": (185, 225), "grey": (110, 160), "dark": (10, 60)}[kind]
+        level = int(rng.integers(lo, hi))
+        return tuple(int(np.clip(level + t, 0, 255)) for t in rng.integers(-6, 7, size=3))
+    hue = rng.uniform()
+    s, v = (rng.uniform(0.08, 0.3), rng.uniform(0.85, 1.0)) if kind == "pastel" else (rng.uniform(0.3, 0.7),
+                                                                                      rng.uniform(0.15, 0.35))
+    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(hue, s, v))
+
+
+def _reach(obj: Obj) -> float:
+    """How far the drawn contour reaches from the centre, as a fraction of the image side."""
+    pts = np.array(_contour(obj, 0.0, 0.0, 1.0))
+    return float(np.hypot(pts[:, 0], pts[:, 1]).max()) * obj.radius
+
+
+def _sample_wide(seed: int, min_objects: int, max_objects: int, one_large: bool) -> Scene:
+    rng = np.random.default_rng((seed, 0x57DE))  # its own stream: the classic scene of this seed stays as it was
+    split = _seed_split(seed)
+    plain = rng.uniform() < 0.2  # a fifth of the wide world looks classic: flat colours, white, no effects
+    hand = not plain and rng.uniform() < 0.3  # the hand-drawn style: every contour wobbles
+    for _ in range(1000):
+        n = int(rng.integers(min_objects, max_objects + 1))
+        r_max = {1: 0.42, 2: 0.28, 3: 0.22}.get(n, 0.18)
+        if one_large:
+            big = rng.uniform(0.17, r_max)
+            radii = [rng.uniform(0.08, 0.62 * big) for _ in range(n)]
+            radii[int(rng.integers(n))] = big
+        else:
+            radii = [rng.uniform(0.08, r_max) for _ in range(n)]
+        objects: list[Obj] = []
+        for r in radii:
+            shape = SHAPES[int(rng.integers(len(SHAPES)))]
+            color = COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
+            obj = Obj(shape, color, "large" if r >= 0.185 else "small", 0.5, 0.5,
+                      angle=float(rng.uniform(0, 360)) if shape != "circle" else 0.0, r=float(r),
+                      aspect=float(rng.uniform(*_ASPECT[shape])),
+                      inner=float(rng.uniform(0.32, 0.6)) if shape == "star" else 0.45,
+                      rgb=None if plain else _shade(rng, color),
+                      outline=float(rng.uniform(0.12, 0.25)) if not plain and rng.uniform() < 0.25 else 0.0,
+                      wobble=float(rng.uniform(0.03, 0.07)) if hand else 0.0,
+                      wobble_seed=int(rng.integers(1 << 30)))
+            reach = _reach(obj)
+            if reach > 0.47:  # shrink what would not fit in the frame
+                obj = _replace(obj, r=obj.radius * 0.47 / reach, size="large" if obj.radius * 0.47 / reach >= 0.185
+                               else "small")
+                reach = 0.47
+            for _ in range(50):
+                x, y = rng.uniform(reach + 0.02, 1 - reach - 0.02, size=2)
+                if all(math.hypot(x - o.x, y - o.y) > reach + _reach(o) + 0.03 for o in objects):
+                    break
+            else:
+                break
+            objects.append(_replace(obj, x=float(x), y=float(y)))
+        if len(objects) < n:
+            continue
+        held = bool({(o.color, o.shape) for o in objects} & HELD_OUT_PAIRS)
+        if (split == "composition") != held:
+            continue
+        if plain:
+            shade = int(rng.integers(225, 256))
+            background = tuple(int(np.clip(shade + t, 0, 255)) for t in rng.integers(-8, 9, size=3))
+            return Scene(tuple(objects), background, seed, world="wide")
+        for _ in range(100):
+            background = _background(rng)
+            if all(math.dist(o.fill, background) >= _MIN_CONTRAST for o in objects):
+                break
+        else:
+            continue
+        blur = float(rng.uniform(0.3, 0.9)) if rng.uniform() < 0.4 else 0.0
+        noise = float(rng.uniform(2, 10)) if rng.uniform() < 0.4 else 0.0
+        jpeg = int(rng.integers(30, 96)) if rng.uniform() < 0.5 else 0
+        return Scene(tuple(objects), background, seed, world="wide", blur=blur, noise=noise, jpeg=jpeg)
+    raise RuntimeError(f"could not sample a wide scene for seed {seed}")  # unreachable in practice
+
+
+def _replace(obj: Obj, **changes) -> Obj:
+    return Obj(**{**obj.__dict__, **changes})
+
+
 # ----------------------------------------------------------------------------------------------------------- drawing
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -161,12 +299,48 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
     return [(cx + px * c - py * s, cy + px * s + py * c) for px, py in pts]
 
 
-def _draw(draw: ImageDraw.ImageDraw, obj: Obj, side: int, fill) -> None:
-    cx, cy, r = obj.x * side, obj.y * side, obj.radius * side
+def _contour(obj: Obj, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    """The wide world's contour of `obj` centred at (cx, cy) with radius r: the shape with its proportions, then its
+    hand-drawn wobble (a smooth radial displacement), then its rotation."""
     if obj.shape == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+        pts = [(math.cos(2 * math.pi * k / 72), math.sin(2 * math.pi * k / 72)) for k in range(72)]
+    elif obj.shape == "star":
+        pts = [(math.cos(math.radians(-90 + 36 * k)) * (1.0 if k % 2 == 0 else obj.inner),
+                math.sin(math.radians(-90 + 36 * k)) * (1.0 if k % 2 == 0 else obj.inner)) for k in range(10)]
     else:
-        draw.polygon(_polygon(obj.shape, cx, cy, r, obj.angle), fill=fill)
+        pts = _polygon(obj.shape, 0.0, 0.0, 1.0, 0.0)
+    pts = [(px * obj.aspect, py) for px, py in pts]
+    if obj.wobble:
+        dense = []  # split each edge so the wobble bends edges, not only corners
+        for (ax, ay), (bx, by) in zip(pts, pts[1:] + pts[:1]):
+            dense += [(ax + (bx - ax) * j / 8, ay + (by - ay) * j / 8) for j in range(8)]
+        rng = np.random.default_rng(obj.wobble_seed)
+        freqs, phases, amps = np.arange(2, 7), rng.uniform(0, 2 * np.pi, 5), rng.normal(size=5)
+        amps = amps / np.abs(amps).sum()
+        pts = []
+        for px, py in dense:
+            theta = math.atan2(py, px)
+            k = 1 + obj.wobble * float((amps * np.sin(freqs * theta + phases)).sum())
+            pts.append((px * k, py * k))
+    c, s = math.cos(math.radians(obj.angle)), math.sin(math.radians(obj.angle))
+    return [(cx + (px * c - py * s) * r, cy + (px * s + py * c) * r) for px, py in pts]
+
+
+def _draw(draw: ImageDraw.ImageDraw, obj: Obj, side: int, fill, *, filled: bool = False) -> None:
+    """Draw `obj` on a canvas of `side` pixels; `filled` fills outline-only shapes too (their masks)."""
+    cx, cy, r = obj.x * side, obj.y * side, obj.radius * side
+    if obj.classic:
+        if obj.shape == "circle":
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+        else:
+            draw.polygon(_polygon(obj.shape, cx, cy, r, obj.angle), fill=fill)
+        return
+    pts = _contour(obj, cx, cy, r)
+    if obj.outline and not filled:
+        width = max(1.5 * _SUPERSAMPLE, obj.outline * r)  # at least 1.5 output pixels
+        draw.line([*pts, pts[0], pts[1]], fill=fill, width=round(width), joint="curve")
+    else:
+        draw.polygon(pts, fill=fill)
 
 
 _SUPERSAMPLE = 4  # draw at 4x and downsample with a box filter: cheap, exact anti-aliasing
@@ -180,8 +354,20 @@ def render(scene: Scene, size: int = 64) -> np.ndarray:
     img = Image.new("RGB", (big, big), scene.background)
     draw = ImageDraw.Draw(img)
     for obj in scene.objects:
-        _draw(draw, obj, big, COLORS[obj.color])
-    return np.asarray(img.resize((size, size), Image.Resampling.BOX))
+        _draw(draw, obj, big, obj.fill)
+    img = img.resize((size, size), Image.Resampling.BOX)
+    scale = size / 64  # the effects are specified at 64 px and scale with the image
+    if scene.blur:
+        img = img.filter(ImageFilter.GaussianBlur(scene.blur * scale))
+    out = np.asarray(img)
+    if scene.noise:
+        noise = np.random.default_rng((scene.seed, size)).normal(0, scene.noise, out.shape)
+        out = np.clip(out + noise, 0, 255).astype(np.uint8)
+    if scene.jpeg:
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format="JPEG", quality=scene.jpeg)
+        out = np.asarray(Image.open(buf).convert("RGB"))
+    return out
 
 
 def render_masks(scene: Scene, size: int = 64) -> np.ndarray:
@@ -190,7 +376,7 @@ def render_masks(scene: Scene, size: int = 64) -> np.ndarray:
     masks = []
     for obj in scene.objects:
         m = Image.new("L", (big, big), 0)
-        _draw(ImageDraw.Draw(m), obj, big, 255)
+        _draw(ImageDraw.Draw(m), obj, big, 255, filled=True)
         masks.append(np.asarray(m.resize((size, size), Image.Resampling.BOX)) >= 128)
     return np.stack(masks)
 
@@ -238,6 +424,21 @@ def captions(scene: Scene) -> list[str]:
             if rel:
                 out.append(f"{first.noun()} {rel} {second.noun()}")
     return list(dict.fromkeys(out))
+
+
+def swapped_caption(scene: Scene) -> str | None:
+    """The canonical caption with the colours of two objects swapped ("a blue circle and a red square" for a red
+    circle and a blue square): the same bag of words, now false. None when no two objects differ in both colour and
+    shape. The hard negative that tests whether a model binds colours to shapes."""
+    objs = sorted(scene.objects, key=lambda o: o.x)
+    for i, a in enumerate(objs):
+        for j in range(i + 1, len(objs)):
+            b = objs[j]
+            if a.color != b.color and a.shape != b.shape:
+                swapped = list(objs)
+                swapped[i], swapped[j] = _replace(a, color=b.color), _replace(b, color=a.color)
+                return _listing([o.noun() for o in swapped])
+    return None
 
 
 def _unique(objs: tuple[Obj, ...], key) -> list[Obj]:
@@ -312,13 +513,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16, help="number of scenes")
     ap.add_argument("--split", default="val", choices=sorted(SPLITS))
     ap.add_argument("--size", type=int, default=128, help="pixels per scene")
+    ap.add_argument("--world", default="classic", choices=WORLDS)
     ap.add_argument("--out", default="sheet.png")
     args = ap.parse_args()
     if not 1 <= args.n <= 256:
         ap.error("--n must be in [1, 256]")
-    scenes = [sample_scene(split_seed(args.split, i)) for i in range(args.n)]
+    scenes = [sample_scene(split_seed(args.split, i), world=args.world) for i in range(args.n)]
     contact_sheet(scenes, args.size).save(args.out)
-    print(f"wrote {args.out} ({args.n} scenes from the {args.split} split)")
+    print(f"wrote {args.out} ({args.n} scenes from the {args.split} split of the {args.world} world)")
 
 
 if __name__ == "__main__":

@@ -61,13 +61,33 @@ def _save_tiny_clip(folder) -> None:
     (folder / clip.CONFIG_FILE).write_text(json.dumps(cfg))
 
 
-SAVERS = {"vit": _save_tiny_vit, "clip": _save_tiny_clip}
+def _save_tiny_vae(folder) -> None:
+    """Stable Diffusion's layout: the VAE sits in the repo's vae/ subfolder."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                  layers_per_block=1, sample_size=16).save_pretrained(folder / "vae")
+
+
+def _save_tiny_taesd(folder) -> None:
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
+                    latent_channels=4).save_pretrained(folder)
+
+
+SAVERS = {"vit": _save_tiny_vit, "clip": _save_tiny_clip, "vae": _save_tiny_vae, "taesd": _save_tiny_taesd}
 
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, str]:
     """family -> folder holding a tiny random-init model in the pretrained tier's format."""
     import mmcore.clip
+    import mmcore.diffusion
     import mmcore.vit  # noqa: F401
 
     out = {}

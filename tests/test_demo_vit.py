@@ -89,3 +89,32 @@ def test_sinusoid_and_layernorm(scene):
     ln = tab.layernorm(scene, 0, TIER)
     hat_var = [t for t in ln.data if t.name.startswith("x̂")][1].y
     np.testing.assert_allclose(hat_var, 1.0, atol=1e-3)
+
+
+def _sketch(draw_square: bool) -> dict:
+    """What the Sketchpad sends: an RGBA composite, transparent where nothing was drawn."""
+    rgba = np.zeros((256, 256, 4), np.uint8)
+    if draw_square:
+        rgba[80:180, 70:170] = (220, 40, 40, 255)
+    return {"background": None, "layers": [rgba], "composite": rgba}
+
+
+def test_drawing_is_classified_and_composited_on_white(tiny_pretrained):
+    fig, note = tab.drawing(_sketch(True), TIER)
+    bars = fig.data[0]
+    assert len(bars.y) == 5 and abs(sum(bars.x) - 1) < 1e-4, "every class, probabilities summing to 1"
+    assert f"says **{bars.y[-1]}**" in note, "the sentence names the top bar"
+    img = tab._sketch_image(_sketch(True))
+    assert img.getpixel((10, 10)) == (255, 255, 255) and img.getpixel((120, 130)) == (220, 40, 40)
+
+
+def test_blank_drawing_asks_for_one_and_bad_drawing_is_refused(tiny_pretrained):
+    fig, note = tab.drawing(_sketch(False), TIER)
+    assert "Draw a shape" in note and len(fig.data[0].x) == 0
+    assert tab.drawing(None, TIER)[1] == note
+    with pytest.raises(ValueError, match="Draw a shape first"):
+        tab.use_drawing(_sketch(False))
+    with pytest.raises(ValueError, match="at least 8 × 8"):
+        tab.drawing({"composite": np.zeros((4, 4, 4), np.uint8)}, TIER)
+    image, truth = tab.use_drawing(_sketch(True))
+    assert image.size == (256, 256) and "no ground truth" in truth

@@ -1,6 +1,6 @@
 """Train the bundled CLIP on Shapes scenes and their captions with the symmetric InfoNCE loss.
 
-    python -m mmcore.train clip --steps 3000 --seed 0
+    python -m mmcore.train clip --steps 4500 --seed 0
 
 Each step pairs B scenes with one random phrasing of each caption. Writes `open_clip_config.json` and fp16
 `open_clip_model.safetensors` to assets/models/clip-shapes/, loadable with `open_clip.create_model("local-dir:...")`.
@@ -19,15 +19,17 @@ from safetensors.torch import save_file
 
 from mmcore import shapes
 from mmcore.clip import BUNDLED_CONFIG
-from mmcore.train.common import Clock, arguments, log, seed_everything, warmup_cosine, write_model_card
+from mmcore.train.common import (Clock, arguments, log, normalise, seed_everything, warmup_cosine,
+                                 write_model_card)
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "clip-shapes"
 
 
-def make_split(split: str, n: int, size: int, tokenizer) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
-    """Images (n, 3, size, size) in [-1, 1]; per scene, the tokens of every phrasing (k, L); canonical captions."""
-    images, scenes = shapes.batch(split, 0, n, size)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+def make_split(split: str, n: int, size: int, tokenizer,
+               world: str = "wide") -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
+    """Images (n, 3, size, size) uint8; per scene, the tokens of every phrasing (k, L); canonical captions."""
+    images, scenes = shapes.batch(split, 0, n, size, world=world)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     tokens = [tokenizer(shapes.captions(s)) for s in scenes]
     return x, tokens, [shapes.caption(s) for s in scenes]
 
@@ -40,7 +42,7 @@ def recall_at_1(model: open_clip.CLIP, x: torch.Tensor, texts: list[str], tokeni
     i2t = t2i = total = 0
     for g in range(0, len(x) - group + 1, group):
         caps = texts[g:g + group]
-        img = model.encode_image(x[g:g + group], normalize=True)
+        img = model.encode_image(normalise(x[g:g + group]), normalize=True)
         txt = model.encode_text(tokenizer(caps), normalize=True)
         s = img @ txt.T  # (group, group)
         i2t += sum(caps[j] == caps[i] for i, j in enumerate(s.argmax(1).tolist()))
@@ -58,8 +60,8 @@ def main() -> None:
     cfg = BUNDLED_CONFIG["model_cfg"]
     size, context_length = cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"]
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
-    x_train, tok_train, _ = make_split("train", args.train_scenes, size, tokenizer)
-    x_val, _, cap_val = make_split("val", args.eval_scenes, size, tokenizer)
+    x_train, tok_train, _ = make_split("train", args.train_scenes, size, tokenizer, args.world)
+    x_val, _, cap_val = make_split("val", args.eval_scenes, size, tokenizer, args.world)
     print(f"rendered {len(x_train)} train / {len(x_val)} val scenes in {clock.minutes:.1f} min", flush=True)
 
     model = open_clip.CLIP(**cfg)
@@ -77,7 +79,7 @@ def main() -> None:
         idx = torch.randint(len(x_train), (args.batch_size,), generator=gen).tolist()
         pick = torch.randint(1 << 30, (len(idx),), generator=gen).tolist()
         text = torch.stack([tok_train[i][p % len(tok_train[i])] for i, p in zip(idx, pick)])
-        img_f, txt_f, scale = model(x_train[idx], text)
+        img_f, txt_f, scale = model(normalise(x_train[idx]), text)
         loss = loss_fn(img_f, txt_f, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -96,9 +98,11 @@ def main() -> None:
 
     model.load_state_dict(best_state)
     metrics = {}
-    for split in ("test", "composition"):
-        x, _, caps = make_split(split, args.eval_scenes, size, tokenizer)
-        metrics[f"{split}_i2t_r1@32"], metrics[f"{split}_t2i_r1@32"] = recall_at_1(model, x, caps, tokenizer)
+    for world in shapes.WORLDS:
+        for split in ("test", "composition"):
+            x, _, caps = make_split(split, args.eval_scenes, size, tokenizer, world)
+            i2t, t2i = recall_at_1(model, x, caps, tokenizer)
+            metrics[f"{world}_{split}_i2t_r1@32"], metrics[f"{world}_{split}_t2i_r1@32"] = i2t, t2i
     metrics["logit_scale"] = model.logit_scale.exp().item()
     print(json.dumps(metrics), flush=True)
 
@@ -116,7 +120,8 @@ def main() -> None:
         command="python -m mmcore.train clip " + " ".join(sys.argv[1:]), seed=args.seed, minutes=clock.minutes,
         metrics={**metrics, "eval_scenes_per_split": args.eval_scenes},
         config={**BUNDLED_CONFIG["model_cfg"], "parameters": n_params},
-        data=f"{args.train_scenes} train scenes (seeds {shapes.SPLITS['train']}+), {size} px, 1-3 objects, each "
+        data=f"{args.train_scenes} train scenes of the {args.world} Shapes world (seeds {shapes.SPLITS['train']}+), "
+             f"{size} px, 1-3 objects, each "
              "step with one random phrasing of its caption. The train split never shows the colour-shape pairs "
              f"{sorted(shapes.HELD_OUT_PAIRS)}; the composition split always contains one.")
     print(f"saved {args.out}", flush=True)

@@ -70,18 +70,22 @@ def write_model_card(out: Path, *, title: str, summary: str, command: str, seed:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
-def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path) -> argparse.Namespace:
+def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path, batch_size: int = 128,
+              train_scenes: int = 40_000, world: str = "wide") -> argparse.Namespace:
     """The command line every trainer shares; the defaults are the ones the committed weights were trained with."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=steps)
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=batch_size)
     ap.add_argument("--lr", type=float, default=lr)
-    ap.add_argument("--train-scenes", type=int, default=40_000)
+    ap.add_argument("--train-scenes", type=int, default=train_scenes)
     ap.add_argument("--eval-scenes", type=int, default=eval_scenes)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--world", default=world, help=f"the Shapes world to train on: wide or classic ({world})")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (the machine has 2; other trainers share it)")
     ap.add_argument("--out", type=Path, default=out)
     args = ap.parse_args()
+    if args.world not in ("wide", "classic"):
+        ap.error(f"--world must be wide or classic, got {args.world!r}")
     torch.set_num_threads(args.threads)
     return args
 
@@ -91,6 +95,11 @@ def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sche
     warmup = max(1, steps // 20)
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (B, 3, S, S) -> float in [-1, 1], as both bundled processors do (mean 0.5, std 0.5)."""
+    return x.float().div(127.5).sub(1.0)
 
 
 def log(step: int, clock: Clock, **values: float) -> None:
