@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from demos import common
 from mmcore import diffusion as D
-from mmcore import models, shapes, viz
+from mmcore import shapes, viz
 
 WORK = 128  # the forward process runs on 128 x 128 pixels (49,152 numbers), shown at DISPLAY
 DISPLAY = 256
@@ -88,7 +88,7 @@ def curves(schedule: str, beta_start: float, beta_end: float, T: float, t: float
     """β_t, ᾱ_t, √ᾱ_t, √(1 − ᾱ_t) and SNR(t) for the three schedules at this T, the chosen one bold."""
     chosen = D.make_schedule(schedule, beta_start, beta_end, T)
     t = D.check_t(t, chosen.T)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("β_t", "√ᾱ_t (solid) and √(1 − ᾱ_t) (dotted)",
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("β_t", "√ᾱ_t (solid), ᾱ_t (dashed), √(1 − ᾱ_t) (dotted)",
                                                         "SNR(t) = ᾱ/(1 − ᾱ), log scale"))
     steps = np.arange(1, chosen.T + 1)
     for name in D.SCHEDULES:
@@ -99,6 +99,8 @@ def curves(schedule: str, beta_start: float, beta_end: float, T: float, t: float
         fig.add_scatter(x=steps, y=s.betas, name=name, line=line, legendgroup=name, row=1, col=1)
         fig.add_scatter(x=steps, y=np.sqrt(abar), name=name, line=line, legendgroup=name, showlegend=False,
                         row=1, col=2)
+        fig.add_scatter(x=steps, y=abar, name=name, line={**line, "dash": "dash"}, legendgroup=name,
+                        showlegend=False, row=1, col=2)
         fig.add_scatter(x=steps, y=np.sqrt(1 - abar), name=name, line={**line, "dash": "dot"}, legendgroup=name,
                         showlegend=False, row=1, col=2)
         fig.add_scatter(x=steps, y=s.snr, name=name, line=line, legendgroup=name, showlegend=False, row=1, col=3)
@@ -244,9 +246,10 @@ def build() -> None:
                 seed = gr.Number(value=0, label="noise seed", precision=0, minimum=0)
             gr.Markdown("The cosine schedule (squaredcos_cap_v2) sets its own β from ᾱ_t = cos²(…) and ignores "
                         "β_start and β_end.")
-            t = gr.Slider(0, 1000, value=250, step=1, label="t")
+            t = gr.Slider(0, 1000, value=250, step=1, label="t", elem_id="diffusion-t")
     with gr.Row():
-        xt_img = gr.Image(label="x_t (closed form)", format="png", interactive=False, height=300)
+        xt_img = gr.Image(label="x_t (closed form)", format="png", interactive=False, height=300,
+                          elem_id="diffusion-xt")
         hist = gr.Plot(label="Pixel values")
     xt_note = gr.Markdown()
     curve_plot = gr.Plot(label="Schedules")
@@ -260,7 +263,7 @@ def build() -> None:
         reset = gr.Button("↺ restart")
     with gr.Row():
         chain_img = gr.Image(label="Chain: x_t from x_(t−1), one step at a time", format="png", interactive=False,
-                             height=300)
+                             height=300, elem_id="diffusion-chain")
         jump_img = gr.Image(label="Closed form: x_t from x₀ in one jump", format="png", interactive=False,
                             height=300)
     chain_note = gr.Markdown()
@@ -282,9 +285,11 @@ def build() -> None:
     with gr.Row():
         latent_img = gr.Image(label="Latent channels z (blue < 0 < yellow)", format="png", interactive=False)
     with gr.Row():
-        rec_img = gr.Image(label="Decoder(Encoder(x))", format="png", interactive=False, height=280)
+        rec_img = gr.Image(label="Decoder(Encoder(x))", format="png", interactive=False, height=280,
+                           elem_id="diffusion-recon")
         err_img = gr.Image(label="|error| per pixel", format="png", interactive=False, height=280)
-        pix_img = gr.Image(label="noise at t in pixel space", format="png", interactive=False, height=280)
+        pix_img = gr.Image(label="noise at t in pixel space", format="png", interactive=False, height=280,
+                           elem_id="diffusion-pixnoise")
         lat_img = gr.Image(label="noise at t in latent space, decoded", format="png", interactive=False,
                            height=280)
 

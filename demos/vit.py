@@ -25,8 +25,9 @@ MAX_SINUSOID_D = 1024
 MAX_SINUSOID_POSITIONS = 512
 DRAW_COLORS = ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in shapes.COLORS.values()]
 KNOWS = ("The **bundled ViT** knows six shapes (circle, square, triangle, diamond, star, hexagon) in six colours, "
-         "drawn any way: filled or outlined, any size or rotation, on a plain background. Upload a drawing, or draw "
-         "one in **Draw a shape** below.")
+         "as the classic Shapes world draws them: filled, flat colours on a light background, turned by at most 15°. "
+         "Draw one in **Draw a shape** below and see where it fails: outlines, odd proportions and big rotations are "
+         "new to it.")
 
 
 def _bundle(tier: str | None) -> tuple[V.ViTBundle, str]:
@@ -288,8 +289,8 @@ def build() -> None:
             trace_table = gr.Dataframe(headers=["stage", "shape"], label="Shape tracer (recorded by hooks)",
                                        interactive=False, wrap=True)
 
-    gr.Markdown("### Draw a shape\nDraw one of the six shapes with a colour from the palette. The bundled ViT "
-                "classifies it as you draw.")
+    gr.Markdown("### Draw a shape\nChoose the brush (✏️ on the left of the pad), then draw one of the six shapes "
+                "with a colour from the palette. The ViT classifies it as you draw.")
     with gr.Row():
         sketch = gr.Sketchpad(label="Draw a shape", type="numpy", image_mode="RGBA", canvas_size=(256, 256),
                               brush=gr.Brush(default_size=12, colors=DRAW_COLORS, default_color=DRAW_COLORS[0]),

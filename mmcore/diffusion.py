@@ -298,7 +298,8 @@ register(ModelSpec(
     size_mb=folder_mb("models/vae-shapes"), licence="MIT",
     notes="diffusers AutoencoderKL, 32 px Shapes scenes -> 4 x 8 x 8 latents (f = 4)"))
 register(ModelSpec(
-    family="vae", tier="pretrained", name="stable-diffusion-v1-5 VAE", source="stable-diffusion-v1-5/stable-diffusion-v1-5",
+    family="vae", tier="pretrained", name="stable-diffusion-v1-5 VAE",
+    source="stable-diffusion-v1-5/stable-diffusion-v1-5",
     loader=load_vae, size_mb=335, licence="CreativeML OpenRAIL-M",
     cache_files=("vae/config.json", "vae/diffusion_pytorch_model.safetensors"),
     notes="AutoencoderKL of Stable Diffusion 1.5: 8x downsampling, 4 latent channels, scaling factor 0.18215"))

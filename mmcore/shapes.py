@@ -187,7 +187,7 @@ def _shade(rng: np.random.Generator, color: str) -> tuple[int, int, int]:
     h = (h + rng.uniform(-0.025, 0.025)) % 1.0
     s = min(1.0, s * rng.uniform(0.75, 1.1))
     v = min(1.0, v * rng.uniform(0.8, 1.1))
-    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, s, v))
+    return tuple(round(255 * c) for c in colorsys.hsv_to_rgb(h, s, v))
 
 
 def _background(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -200,7 +200,7 @@ def _background(rng: np.random.Generator) -> tuple[int, int, int]:
     hue = rng.uniform()
     s, v = (rng.uniform(0.08, 0.3), rng.uniform(0.85, 1.0)) if kind == "pastel" else (rng.uniform(0.3, 0.7),
                                                                                       rng.uniform(0.15, 0.35))
-    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(hue, s, v))
+    return tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, s, v))
 
 
 def _reach(obj: Obj) -> float:

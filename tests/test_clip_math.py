@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from mmcore import shapes
-
 from mmcore.clip import (
     LECTURE_S,
     EmbeddingCache,

@@ -57,7 +57,12 @@ def test_curves_overlay_the_three_schedules():
     fig = tab.curves(*PARAMS, 10)
     names = {tr.name for tr in fig.data}
     assert names == set(D.SCHEDULES)
-    assert len(fig.data) == 4 * len(D.SCHEDULES)
+    assert len(fig.data) == 5 * len(D.SCHEDULES)
+    linear = D.make_schedule(*PARAMS)
+    curves = {(tr.name, tr.line.dash, tr.xaxis): tr.y for tr in fig.data}
+    np.testing.assert_allclose(curves[("linear", "dash", "x2")], linear.alphas_cumprod)
+    np.testing.assert_allclose(curves[("linear", "dot", "x2")], np.sqrt(1 - linear.alphas_cumprod))
+    np.testing.assert_allclose(curves[("linear", None, "x3")], linear.snr)
 
 
 @pytest.mark.parametrize("autoencoder, factor", [("vae", 2), ("taesd", 8)])

@@ -7,11 +7,14 @@ import pytest
 import torch
 
 import mmcore.clip as C
+import mmcore.diffusion as D
 import mmcore.vit as V
+
+LOADERS = {"vit": V.load_vit, "clip": C.load_clip, "vae": D.load_vae}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["vit", "clip"])
+@pytest.mark.parametrize("family", list(LOADERS))
 def test_trainer_writes_loadable_weights_and_a_card(family, tmp_path, monkeypatch):
     from importlib import import_module
 
@@ -24,7 +27,9 @@ def test_trainer_writes_loadable_weights_and_a_card(family, tmp_path, monkeypatc
     metrics = json.loads((out / "metrics.json").read_text())
     card = (out / "MODEL_CARD.md").read_text()
     assert "--steps 2" in card and "Seed**: 0" in card
-    loader = V.load_vit if family == "vit" else C.load_clip
-    bundle = loader(str(out), torch.device("cpu"), torch.float32)
+    bundle = LOADERS[family](str(out), torch.device("cpu"), torch.float32)
     assert all(p.dtype == torch.float32 for p in bundle.model.parameters())
     assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if "acc" in k or "r1" in k)
+    if family == "vae":
+        assert metrics["scaling_factor"] == pytest.approx(bundle.scaling_factor, rel=1e-6)
+        assert metrics["val_psnr_db"] > 0

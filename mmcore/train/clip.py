@@ -19,8 +19,7 @@ from safetensors.torch import save_file
 
 from mmcore import shapes
 from mmcore.clip import BUNDLED_CONFIG
-from mmcore.train.common import (Clock, arguments, log, normalise, seed_everything, warmup_cosine,
-                                 write_model_card)
+from mmcore.train.common import Clock, arguments, log, normalise, seed_everything, warmup_cosine, write_model_card
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "clip-shapes"
 

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 
 from mmcore import shapes
 from mmcore.diffusion import BUNDLED_VAE, psnr
-from mmcore.train.common import (Clock, arguments, log, normalise, seed_everything, warmup_cosine,
-                                 write_model_card)
+from mmcore.train.common import Clock, arguments, log, normalise, seed_everything, warmup_cosine, write_model_card
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "vae-shapes"
 KL_WEIGHT = 1e-6

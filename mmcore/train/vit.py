@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
 from mmcore import shapes
-from mmcore.train.common import (Clock, arguments, log, normalise, seed_everything, warmup_cosine,
-                                 write_model_card)
+from mmcore.train.common import Clock, arguments, log, normalise, seed_everything, warmup_cosine, write_model_card
 from mmcore.vit import BUNDLED_CONFIG
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "vit-shapes"

@@ -82,7 +82,7 @@ def _status(url: str) -> int:
 
 
 def test_tabs_are_there_and_banner_names_tiers(page):
-    for name in ("ViT", "CLIP"):
+    for name in ("ViT", "CLIP", "Latent diffusion"):
         assert page.get_by_role("tab", name=name).count() == 1
     page.get_by_text("vit-shapes").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=False)
@@ -99,6 +99,46 @@ def test_vit_attention_map(page):
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "vit.png"), full_page=True)
     assert page.locator("img[alt], img").count() >= 3
+
+
+def test_vit_sketchpad_classifies_a_drawing(page):
+    """Draw a square with the mouse on the sketchpad: the bundled ViT classifies it live."""
+    page.get_by_role("tab", name="ViT").click()
+    page.get_by_text("Draw a shape").first.scroll_into_view_if_needed()
+    # Choose the pad's brush (it draws only then); clicked from JavaScript, since Playwright's click waits on the
+    # pad's animation. Returns the drawing canvas's box.
+    box = page.evaluate("""() => {
+        const brush = document.querySelector('button[aria-label=Brush]');
+        brush.click();
+        let block = brush;
+        while (block && !block.querySelector('canvas')) block = block.parentElement;
+        const r = block.querySelector('canvas').getBoundingClientRect();
+        return {x: r.x, y: r.y, width: r.width, height: r.height};
+    }""")
+    assert box and box["width"] > 100
+    side = min(box["width"], box["height"]) * 0.35
+    x0, y0 = box["x"] + box["width"] / 2 - side / 2, box["y"] + box["height"] / 2 - side / 2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x0 + side, y0), (x0 + side, y0 + side), (x0, y0 + side), (x0, y0)):
+        page.mouse.move(x, y, steps=12)
+    page.mouse.up()
+    page.get_by_text("The model sees your drawing").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "vit-sketch.png"), full_page=True)
+
+
+def test_diffusion_chain_and_latents(page):
+    page.get_by_role("tab", name="Latent diffusion").click()
+    page.get_by_text("how much image is left").first.wait_for(timeout=60_000)
+    for _ in range(3):
+        page.get_by_role("button", name="▶ 1 step").click()
+        page.wait_for_timeout(400)
+    page.get_by_text("t = 3").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="🧬 Encode, noise, decode").click()
+    page.get_by_text("Reconstruction PSNR").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert page.locator(".js-plotly-plot").count() >= 2
+    page.screenshot(path=str(ARTIFACTS / "diffusion.png"), full_page=True)
 
 
 def test_clip_matrix(page):
