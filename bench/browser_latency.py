@@ -32,7 +32,7 @@ async ([id, before]) => {
   while (performance.now() < deadline) {
     const el = img();
     if (el && el.src && el.src !== before && el.complete && el.naturalWidth > 0) return true;
-    await new Promise(r => requestAnimationFrame(r));
+    await new Promise(r => setTimeout(r, 2));
   }
   return false;
 }"""
@@ -83,9 +83,10 @@ def main() -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": 1366, "height": 900})
-        page.goto(f"http://127.0.0.1:{port}", wait_until="networkidle", timeout=90_000)
+        page.goto(f"http://127.0.0.1:{port}", wait_until="load", timeout=90_000)
         page.get_by_role("tab", name="Latent diffusion").click()
-        page.locator("#diffusion-xt img").wait_for(timeout=60_000)
+        page.locator("#diffusion-xt img").wait_for(timeout=90_000)
+        page.wait_for_timeout(3000)  # let the page's on-load events of every tab finish
         slider = page.locator("#diffusion-t input[type=range]")
         slider.focus()
         seed = page.get_by_label("noise seed")

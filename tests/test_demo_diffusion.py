@@ -22,7 +22,9 @@ def test_forward_shows_x_t_its_histogram_and_numbers(scene):
     assert img.size == (tab.DISPLAY, tab.DISPLAY)
     abar = D.make_schedule(*PARAMS).alpha_bar(500)
     assert f"ᾱ_t = **{abar:.4g}**" in md
-    assert fig.data[0].type == "histogram" and len(fig.data[0].x) == 3 * tab.WORK**2
+    bars = fig.data[0]
+    assert bars.type == "bar" and len(bars.x) == 80
+    assert sum(bars.y) * (bars.x[1] - bars.x[0]) == pytest.approx(1.0, abs=0.02), "a density: area 1"
     clean, _, md0 = tab.forward(scene, *PARAMS, 0, 0)
     assert "SNR = ᾱ/(1 − ᾱ) = ∞" in md0
     noisy = np.asarray(tab.forward(scene, *PARAMS, 1000, 0)[0], float)
@@ -84,7 +86,7 @@ def test_bad_inputs_get_messages(scene, tmp_path):
     bad.write_bytes(b"not an image")
     cases = [
         (lambda: tab.forward(None, *PARAMS, 5, 0), "No image"),
-        (lambda: tab.forward(str(bad), *PARAMS, 5, 0), ""),
+        (lambda: tab.forward(str(bad), *PARAMS, 5, 0), "not an image"),
         (lambda: tab.forward(scene, "linear", 1e-4, 0.02, 0, 5, 0), "T \\(the number"),
         (lambda: tab.forward(scene, "linear", 1e-4, 0.02, 10**6, 5, 0), "T \\(the number"),
         (lambda: tab.forward(scene, "linear", 0.02, 1e-4, 1000, 5, 0), "must not be smaller"),

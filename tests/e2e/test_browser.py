@@ -112,6 +112,7 @@ def test_vit_sketchpad_classifies_a_drawing(page):
         brush.click();
         let block = brush;
         while (block && !block.querySelector('canvas')) block = block.parentElement;
+        block.scrollIntoView({block: 'center'});
         const r = block.querySelector('canvas').getBoundingClientRect();
         return {x: r.x, y: r.y, width: r.width, height: r.height};
     }""")
