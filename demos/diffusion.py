@@ -215,10 +215,6 @@ def latent(image, autoencoder: str, tier: str | None, schedule: str, beta_start:
 
 # -------------------------------------------------------------------------------------------------------------- UI
 
-def _tier_radio() -> gr.Radio:
-    return common.tier_radio("vae")
-
-
 def build() -> None:
     """Lay out the diffusion tab inside the current Blocks context."""
     gr.Markdown("## Latent diffusion, part 1: the forward process\n"
@@ -283,7 +279,7 @@ def build() -> None:
                 "x = Decoder(z): far fewer numbers per step (the lecture's \"10×–100× cheaper\").")
     with gr.Row():
         autoencoder = gr.Radio([(v, k) for k, v in AUTOENCODERS.items()], value="vae", label="autoencoder")
-        tier = _tier_radio()
+        tier = common.tier_radio("vae")
         latent_btn = gr.Button("🧬 Encode, noise, decode", variant="primary")
     latent_note = gr.Markdown()
     with gr.Row():

@@ -216,22 +216,24 @@ class _Entry:
 
 
 class ModelCache:
-    """Each (family, tier) is loaded once, on first use, and shared by every tab and user. Thread-safe: concurrent
-    first requests wait for one load instead of starting several."""
+    """Each model is loaded once, on first use, and shared by every tab and user. Thread-safe: concurrent first
+    requests wait for one load instead of starting several. Entries are keyed by what is loaded (loader and path),
+    so two catalogue entries that name the same weights (TAESD's offline stand-in is the bundled VAE) share one."""
 
     def __init__(self, cfg: settings_mod.Settings | None = None) -> None:
         self._cfg = cfg
-        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._entries: dict[tuple[Loader, str], _Entry] = {}
         self._lock = threading.Lock()
 
-    def _entry(self, key: tuple[str, str]) -> _Entry:
+    def _entry(self, family: str, tier: str) -> _Entry:
+        spec = get_spec(family, tier)
         with self._lock:
-            return self._entries.setdefault(key, _Entry())
+            return self._entries.setdefault((spec.loader, spec.path), _Entry())
 
     def get(self, family: str, tier: str, *, local_files_only: bool = True) -> Any:
         """The loaded bundle for `family`/`tier`; loads it on first use."""
         spec = get_spec(family, tier)
-        entry = self._entry((family, tier))
+        entry = self._entry(family, tier)
         if entry.value is not None:
             return entry.value
         with entry.lock:
@@ -250,7 +252,7 @@ class ModelCache:
         return entry.value
 
     def status(self, family: str, tier: str) -> str:
-        return self._entry((family, tier)).status
+        return self._entry(family, tier).status
 
     def clear(self) -> None:
         with self._lock:

@@ -79,6 +79,11 @@ def test_latent_panel_on_pretrained_stand_ins(tiny_pretrained, scene, autoencode
     assert bundle.decode(z).shape == (1, 3, s, s), "the round trip keeps the shape"
     assert all(im.size == (tab.DISPLAY, tab.DISPLAY) for im in (rec, err, pix, lat))
     assert "🟢 pretrained" in md
+    # at t = 0 nothing is noised: pixel space shows the image, latent space decodes to the reconstruction
+    _, rec0, _, pix0, lat0, _ = tab.latent(scene, autoencoder, "pretrained", *PARAMS, 0, 0)
+    np.testing.assert_array_equal(np.asarray(lat0), np.asarray(rec0))
+    np.testing.assert_array_equal(np.asarray(pix0), np.asarray(D.to_image(D.to_tensor(scene, s), tab.DISPLAY)))
+    assert np.abs(np.asarray(pix, float) - np.asarray(pix0, float)).mean() > 5, "t = 300 noises the pixels"
 
 
 def test_bad_inputs_get_messages(scene, tmp_path):

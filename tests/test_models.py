@@ -186,3 +186,21 @@ def test_clip_embedding_cache_keys_name_device_and_dtype(tiny_dirs):
 def test_reachability_is_probed_once_per_endpoint():
     assert models.default_hub("https://192.0.2.7") is models.default_hub("https://192.0.2.7")
     assert models.default_hub("https://192.0.2.7") is not models.default_hub("https://192.0.2.8")
+
+
+def test_two_entries_for_the_same_weights_share_one_load():
+    """TAESD's offline stand-in is the bundled VAE: one load, one object, one status."""
+    import mmcore.diffusion  # noqa: F401
+
+    calls = []
+    spec = models.get_spec("vae", "bundled")
+    twin = dataclasses.replace(spec, loader=lambda *a: calls.append(a) or object())
+    cache = models.ModelCache()
+    saved = {k: models._CATALOGUE[k] for k in (("vae", "bundled"), ("taesd", "bundled"))}
+    try:
+        models._CATALOGUE[("vae", "bundled")] = twin
+        models._CATALOGUE[("taesd", "bundled")] = dataclasses.replace(twin, family="taesd")
+        assert cache.get("vae", "bundled") is cache.get("taesd", "bundled")
+        assert len(calls) == 1 and cache.status("taesd", "bundled") == "ready"
+    finally:
+        models._CATALOGUE.update(saved)
