@@ -310,6 +310,7 @@ def build() -> None:
     gr.on([image.change, schedule.change, T.submit, beta_start.submit, beta_end.submit, seed.submit],
           lambda: 0, None, [chain_t], api_visibility="private", queue=False)  # a new chain starts at t = 0
     strip_btn.click(ui(strip), [image, *params, timesteps, seed], [strip_img], api_name="diffusion_strip")
+    autoencoder.change(common.tier_radio, [autoencoder], [tier], api_visibility="private", queue=False)  # its tiers
     latent_btn.click(ui(latent), [image, autoencoder, tier, *params, t, seed],
                      [latent_img, rec_img, err_img, pix_img, lat_img, latent_note], api_name="diffusion_latent")
     gr.on(None, ui(forward), [image, *params, t, seed], [xt_img, hist, xt_note], api_visibility="private").then(
