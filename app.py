@@ -17,18 +17,20 @@ from pathlib import Path
 
 import gradio as gr
 
+from demos import blip as blip_tab
 from demos import clip as clip_tab
 from demos import common
 from demos import diffusion as diffusion_tab
 from demos import vit as vit_tab
 from mmcore import models, settings
 
-TABS = (("ViT", "vit", vit_tab), ("CLIP", "clip", clip_tab), ("Latent diffusion", "diffusion", diffusion_tab))
-FAMILIES = ("vit", "clip", "vae")  # the model families the banner reports and the warm-up loads
+TABS = (("ViT", "vit", vit_tab), ("CLIP", "clip", clip_tab), ("BLIP", "blip", blip_tab),
+        ("Latent diffusion", "diffusion", diffusion_tab))
+FAMILIES = ("vit", "clip", "blip-caption", "blip-vqa", "blip-itm", "vae")  # what the banner reports, warm-up loads
 CSS = """
 .banner {border-left: 4px solid #6366f1; padding: 4px 12px !important; background: #f5f5ff;}
 .banner p {margin: 2px 0 !important;}
-"""
+""" + blip_tab.CSS + diffusion_tab.CSS
 
 
 def banner() -> tuple[str, gr.Timer]:

@@ -1,5 +1,5 @@
-"""Diffusion tab latency, handler time (p50) on the bundled tier: a t change (closed form + histogram), one chain
-step, and the VAE encode/noise/decode panel; plus Stable Diffusion's real-size VAE decode at 256 px (random init).
+"""Diffusion tab latency, handler time (p50) on the bundled tier: a t change (closed form, then its histogram), one
+chain step, and the VAE encode/noise/decode panel; plus Stable Diffusion's real-size VAE decode at 256 px (random init).
 
     python bench/latency_diffusion.py [--repeats 20]
 
@@ -31,8 +31,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA: {torch.cuda.is_available()}")
     image, _ = tab.new_scene(seed=3)
     ts = iter(range(1, 10_000))
-    print(row("t change: closed form + histogram (forward)",
+    print(row("t change: closed form x_t and its numbers (forward)",
               p50(lambda: tab.forward(image, *PARAMS, next(ts) % 1000, 0), args.repeats), 100))
+    print(row("its histogram, the event after (histogram)",
+              p50(lambda: tab.histogram(image, *PARAMS, next(ts) % 1000, 0), args.repeats)))
     state = {"t": 0}
 
     def one_step():
@@ -41,7 +43,7 @@ def main() -> None:
     print(row("one chain step (cached state, one application of q)", p50(one_step, args.repeats), 100))
     print(row("VAE panel: encode, reconstruct, noise both, decode (bundled)",
               p50(lambda: tab.latent(image, "vae", "bundled", *PARAMS, 300, 0), args.repeats), 150))
-    print(row("schedule curves (3 schedules x 4 curves)", p50(lambda: tab.curves(*PARAMS, 250), args.repeats)))
+    print(row("schedule curves (3 schedules x 4 curves)", p50(lambda: tab.curves(*PARAMS), args.repeats)))
 
     from diffusers import AutoencoderKL
 

@@ -80,28 +80,56 @@ def image_input(label: str = "Image", value: Image.Image | None = None) -> gr.Im
                     height=300)
 
 
+# ------------------------------------------------------------------------------------------------------------ events
+
+def on_load(fn: Callable, inputs, outputs, **kwargs):
+    """An event that runs once when the page loads. (`gr.on(None, ...)` also runs on every change of its inputs,
+    which turns a start-up chain into work on each slider move.) Call inside the app's Blocks context."""
+    return gr.context.Context.root_block.load(fn, inputs, outputs, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------------------------ errors
 
 def show_errors(fn: Callable) -> Callable:
     """Wrap a handler for the UI: ValueError (bad input) becomes a Gradio error popup, CUDA out-of-memory a polite
     retry message, and any tqdm bar inside (a first download of pretrained weights) shows as a progress bar."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def clean(args: tuple, kwargs: dict) -> tuple:
         if args and isinstance(args[-1], gr.Progress):
             args = args[:-1]  # the progress tracker Gradio passed in: only there for track_tqdm
         kwargs.pop("progress", None)
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as exc:
-            raise gr.Error(str(exc), title="Please check the input") from None
-        except Exception as exc:
-            import torch
+        return args
 
-            if isinstance(exc, torch.OutOfMemoryError):
-                torch.cuda.empty_cache()
-                raise gr.Error("The GPU ran out of memory for this request; please try a smaller input.") from None
-            raise
+    def translate(exc: Exception) -> Exception:
+        if isinstance(exc, ValueError):
+            return gr.Error(str(exc), title="Please check the input")
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            torch.cuda.empty_cache()
+            return gr.Error("The GPU ran out of memory for this request; please try a smaller input.")
+        return exc
+
+    if inspect.isgeneratorfunction(fn):  # a streaming handler stays a generator, so Gradio streams it
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                yield from fn(*clean(args, kwargs), **kwargs)
+            except Exception as exc:
+                err = translate(exc)
+                if err is exc:
+                    raise
+                raise err from None
+    else:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*clean(args, kwargs), **kwargs)
+            except Exception as exc:
+                err = translate(exc)
+                if err is exc:
+                    raise
+                raise err from None
 
     signature = inspect.signature(fn)
     progress = inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,

@@ -19,8 +19,12 @@ from demos import common
 from mmcore import diffusion as D
 from mmcore import shapes, viz
 
-WORK = 128  # the forward process runs on 128 x 128 pixels (49,152 numbers), shown at DISPLAY
+WORK = 128  # the forward process runs on 128 x 128 pixels (49,152 numbers), sent as is and shown at >= 256 px
 DISPLAY = 256
+CSS = """
+#diffusion-xt img, #diffusion-chain img, #diffusion-jump img {image-rendering: pixelated; width: 100%; height: 100%;
+                                                              object-fit: contain;}
+"""
 AUTOENCODERS = {"vae": "KL VAE", "taesd": "TAESD (tiny)"}
 MAX_STRIP = 10
 COLORS = {"linear": "#6366f1", "scaled-linear": "#f59e0b", "cosine": "#10b981"}
@@ -57,18 +61,34 @@ def lecture() -> str:
             f"σ = √β₁ = **{n['sigma']:g}** (on the [−1, 1] pixel scale: about 1.3 grey levels of 255).")
 
 
-def forward(image, schedule: str, beta_start: float, beta_end: float, T: float, t: float, seed: float
-            ) -> tuple[Image.Image, go.Figure, str]:
-    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at one t: (the image, a histogram of its pixel values against
-    N(0, 1), the numbers)."""
+def _closed_form(image, schedule: str, beta_start: float, beta_end: float, T: float, t: float, seed: float):
     sched = D.make_schedule(schedule, beta_start, beta_end, T)
     t = D.check_t(t, sched.T)
     x0 = _x0(image)
     abar = sched.alpha_bar(t)
-    xt = D.closed_form(x0, abar, _noise(tuple(x0.shape), _seed(seed)))
+    return sched, t, abar, D.closed_form(x0, abar, _noise(tuple(x0.shape), _seed(seed)))
+
+
+def forward(image, schedule: str, beta_start: float, beta_end: float, T: float, t: float, seed: float
+            ) -> tuple[Image.Image, str]:
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at one t: (the image, the numbers). Its histogram comes from
+    `histogram`, a second event, so that the image never waits for a plot."""
+    sched, t, abar, xt = _closed_form(image, schedule, beta_start, beta_end, T, t, seed)
     values = xt.flatten().numpy()
+    beta = 0.0 if t == 0 else float(sched.betas[t - 1])
+    snr = "∞" if t == 0 else f"{abar / (1 - abar):.3g}"
+    md = (f"t = **{t}** of T = {sched.T} ({schedule}): β_t = {beta:.3g}, ᾱ_t = **{abar:.4g}**, "
+          f"√ᾱ_t = {math.sqrt(abar):.4f} (how much image is left), √(1 − ᾱ_t) = {math.sqrt(1 - abar):.4f} (how much "
+          f"noise), SNR = ᾱ/(1 − ᾱ) = {snr}. Measured: mean {values.mean():+.3f}, std {values.std():.3f}.")
+    return D.to_image(xt, WORK), md  # sent at its own 128 px; the page scales it up, pixelated (CSS)
+
+
+def histogram(image, schedule: str, beta_start: float, beta_end: float, T: float, t: float, seed: float
+              ) -> go.Figure:
+    """The pixel values of the same x_t as `forward`, binned here (80 numbers, not 49k), against N(0, 1)."""
+    _, t, _, xt = _closed_form(image, schedule, beta_start, beta_end, T, t, seed)
     grid = np.linspace(-4, 4, 161)
-    density, edges = np.histogram(values, bins=80, range=(-4, 4), density=True)  # binned here: 80 numbers, not 49k
+    density, edges = np.histogram(xt.flatten().numpy(), bins=80, range=(-4, 4), density=True)
     fig = go.Figure()
     fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=density, width=edges[1] - edges[0], name=f"x_{t} pixel values",
                 marker_color="#6366f1", opacity=0.75)
@@ -77,18 +97,13 @@ def forward(image, schedule: str, beta_start: float, beta_end: float, T: float, 
     fig.update_layout(title=f"Pixel values at t = {t}: drifting to N(0, 1)", xaxis={"range": [-4, 4]},
                       height=300, margin={"l": 40, "r": 20, "t": 50, "b": 30}, legend={"x": 0.01, "y": 0.99},
                       bargap=0)
-    beta = 0.0 if t == 0 else float(sched.betas[t - 1])
-    snr = "∞" if t == 0 else f"{abar / (1 - abar):.3g}"
-    md = (f"t = **{t}** of T = {sched.T} ({schedule}): β_t = {beta:.3g}, ᾱ_t = **{abar:.4g}**, "
-          f"√ᾱ_t = {math.sqrt(abar):.4f} (how much image is left), √(1 − ᾱ_t) = {math.sqrt(1 - abar):.4f} (how much "
-          f"noise), SNR = ᾱ/(1 − ᾱ) = {snr}. Measured: mean {values.mean():+.3f}, std {values.std():.3f}.")
-    return D.to_image(xt, DISPLAY), fig, md
+    return fig
 
 
-def curves(schedule: str, beta_start: float, beta_end: float, T: float, t: float) -> go.Figure:
-    """β_t, ᾱ_t, √ᾱ_t, √(1 − ᾱ_t) and SNR(t) for the three schedules at this T, the chosen one bold."""
+def curves(schedule: str, beta_start: float, beta_end: float, T: float) -> go.Figure:
+    """β_t, ᾱ_t, √ᾱ_t, √(1 − ᾱ_t) and SNR(t) for the three schedules at this T, the chosen one bold. It does not
+    depend on t, so moving t never redraws its 12 curves."""
     chosen = D.make_schedule(schedule, beta_start, beta_end, T)
-    t = D.check_t(t, chosen.T)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("β_t", "√ᾱ_t (solid), ᾱ_t (dashed), √(1 − ᾱ_t) (dotted)",
                                                         "SNR(t) = ᾱ/(1 − ᾱ), log scale"))
     steps = np.arange(1, chosen.T + 1)
@@ -105,8 +120,6 @@ def curves(schedule: str, beta_start: float, beta_end: float, T: float, t: float
         fig.add_scatter(x=steps, y=np.sqrt(1 - abar), name=name, line={**line, "dash": "dot"}, legendgroup=name,
                         showlegend=False, row=1, col=2)
         fig.add_scatter(x=steps, y=s.snr, name=name, line=line, legendgroup=name, showlegend=False, row=1, col=3)
-    for col in (1, 2, 3):
-        fig.add_vline(x=max(t, 1), line={"color": "#64748b", "dash": "dash", "width": 1}, row=1, col=col)
     fig.update_yaxes(type="log", row=1, col=3)
     fig.update_xaxes(title_text="t")
     fig.update_layout(height=330, margin={"l": 40, "r": 20, "t": 50, "b": 40},
@@ -133,7 +146,7 @@ def chain(image, schedule: str, beta_start: float, beta_end: float, T: float, ch
           f"√(1 − ᾱ_t) = **{math.sqrt(1 - abar):.4f}**. Measured on {x0.numel():,} pixels: the chain "
           f"**{resid_chain:.4f}**, the one-jump closed form **{resid_jump:.4f}**. Many small steps and one jump give "
           "the same distribution, which is why training can sample any t directly.")
-    return t, D.to_image(xt, DISPLAY), D.to_image(jump, DISPLAY), md
+    return t, D.to_image(xt, WORK), D.to_image(jump, WORK), md
 
 
 def parse_timesteps(text: str, T: int) -> list[int]:
@@ -265,7 +278,7 @@ def build() -> None:
         chain_img = gr.Image(label="Chain: x_t from x_(t−1), one step at a time", format="png", interactive=False,
                              height=300, elem_id="diffusion-chain")
         jump_img = gr.Image(label="Closed form: x_t from x₀ in one jump", format="png", interactive=False,
-                            height=300)
+                            height=300, elem_id="diffusion-jump")
     chain_note = gr.Markdown()
 
     gr.Markdown("### A strip of x_t")
@@ -297,15 +310,19 @@ def build() -> None:
     params = [schedule, beta_start, beta_end, T]
     scene_btn.click(ui(new_scene), [scene_seed], [image, truth], api_name="diffusion_scene")
     image.upload(lambda: "", None, truth, api_visibility="private")
-    gr.on([t.input, schedule.change, T.submit, beta_start.submit, beta_end.submit, seed.submit, image.change],
-          ui(forward), [image, *params, t, seed], [xt_img, hist, xt_note], api_name="diffusion_forward",
-          trigger_mode="always_last")
-    gr.on([schedule.change, T.submit, beta_start.submit, beta_end.submit, t.release], ui(curves), [*params, t],
+    # x_t follows the slider live, unqueued (pure maths, a few ms); its histogram (a Plotly redraw that would hold
+    # the picture back by about 100 ms) follows when the slider is let go, and on every other change
+    changes = [schedule.change, T.submit, beta_start.submit, beta_end.submit, seed.submit, image.change]
+    gr.on([t.input, *changes], ui(forward), [image, *params, t, seed], [xt_img, xt_note],
+          api_name="diffusion_forward", trigger_mode="always_last", queue=False)
+    gr.on([t.release, *changes], ui(histogram), [image, *params, t, seed], [hist], api_name="diffusion_histogram",
+          trigger_mode="always_last", queue=False)
+    gr.on([schedule.change, T.submit, beta_start.submit, beta_end.submit], ui(curves), params,
           [curve_plot], api_name="diffusion_curves", trigger_mode="always_last")
     T.submit(lambda n: gr.Slider(maximum=max(2, min(D.MAX_T, int(n or 2)))), [T], [t], api_visibility="private")
     for button, n in ((step1, 1), (step10, 10), (step100, 100), (reset, 0)):
         button.click(ui(chain), [image, *params, chain_t, gr.Number(n, visible=False), seed],
-                     [chain_t, chain_img, jump_img, chain_note], trigger_mode="always_last",
+                     [chain_t, chain_img, jump_img, chain_note], trigger_mode="always_last", queue=False,
                      **({"api_name": "diffusion_chain"} if n == 1 else {"api_visibility": "private"}))
     gr.on([image.change, schedule.change, T.submit, beta_start.submit, beta_end.submit, seed.submit],
           lambda: 0, None, [chain_t], api_visibility="private", queue=False)  # a new chain starts at t = 0
@@ -313,8 +330,9 @@ def build() -> None:
     autoencoder.change(common.tier_radio, [autoencoder], [tier], api_visibility="private", queue=False)  # its tiers
     latent_btn.click(ui(latent), [image, autoencoder, tier, *params, t, seed],
                      [latent_img, rec_img, err_img, pix_img, lat_img, latent_note], api_name="diffusion_latent")
-    gr.on(None, ui(forward), [image, *params, t, seed], [xt_img, hist, xt_note], api_visibility="private").then(
-        ui(curves), [*params, t], [curve_plot], api_visibility="private").then(
+    common.on_load(ui(forward), [image, *params, t, seed], [xt_img, xt_note], api_visibility="private").then(
+        ui(histogram), [image, *params, t, seed], [hist], api_visibility="private").then(
+        ui(curves), params, [curve_plot], api_visibility="private").then(
         ui(strip), [image, *params, timesteps, seed], [strip_img], api_visibility="private").then(
         ui(chain), [image, *params, chain_t, gr.Number(0, visible=False), seed],
         [chain_t, chain_img, jump_img, chain_note], api_visibility="private")

@@ -215,10 +215,14 @@ class _Entry:
     seconds: float = 0.0
 
 
+_LOADING = threading.Lock()  # from_pretrained is not thread-safe (its meta-device init is global): one load at a time
+
+
 class ModelCache:
     """Each model is loaded once, on first use, and shared by every tab and user. Thread-safe: concurrent first
-    requests wait for one load instead of starting several. Entries are keyed by what is loaded (loader and path),
-    so two catalogue entries that name the same weights (TAESD's offline stand-in is the bundled VAE) share one."""
+    requests wait for one load instead of starting several, and loads of different models run one after another.
+    Entries are keyed by what is loaded (loader and path), so two catalogue entries that name the same weights
+    (TAESD's offline stand-in is the bundled VAE) share one."""
 
     def __init__(self, cfg: settings_mod.Settings | None = None) -> None:
         self._cfg = cfg
@@ -243,7 +247,8 @@ class ModelCache:
                 t0 = time.perf_counter()
                 try:
                     only_local = local_files_only or tier == "bundled"
-                    entry.value = spec.loader(spec.path, device, pick_dtype(device, spec), only_local)
+                    with _LOADING:
+                        entry.value = spec.loader(spec.path, device, pick_dtype(device, spec), only_local)
                 except Exception as exc:
                     entry.status = f"failed: {exc}"
                     raise

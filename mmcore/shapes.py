@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import dataclasses
 import io
 import math
 from dataclasses import dataclass
@@ -271,6 +272,13 @@ def _sample_wide(seed: int, min_objects: int, max_objects: int, one_large: bool)
 
 def _replace(obj: Obj, **changes) -> Obj:
     return Obj(**{**obj.__dict__, **changes})
+
+
+def altered(scene: Scene, index: int, **changes) -> Scene:
+    """The same scene with object `index` changed (e.g. color="red"): what a false caption describes."""
+    objects = list(scene.objects)
+    objects[index] = _replace(objects[index], **changes)
+    return dataclasses.replace(scene, objects=tuple(objects))
 
 
 # ----------------------------------------------------------------------------------------------------------- drawing

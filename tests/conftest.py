@@ -80,12 +80,37 @@ def _save_tiny_taesd(folder) -> None:
                     latent_channels=4).save_pretrained(folder)
 
 
-SAVERS = {"vit": _save_tiny_vit, "clip": _save_tiny_clip, "vae": _save_tiny_vae, "taesd": _save_tiny_taesd}
+TINY_BLIP_VISION = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, initializer_range=0.3)  # wide init: peaked, varied attention
+TINY_BLIP_TEXT = dict(hidden_size=32, encoder_hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, max_position_embeddings=48, initializer_range=0.3)
+
+
+def _tiny_blip_saver(kind: str):
+    """A tiny random-init BLIP of one kind, with its processor, as Salesforce's checkpoints are laid out."""
+
+    def save(folder) -> None:
+        import transformers
+
+        from mmcore import blip
+
+        tokenizer = blip.build_tokenizer(folder)
+        torch.manual_seed(0)
+        cls = getattr(transformers, blip._CLASSES[kind])
+        cls(blip.bundled_config(len(tokenizer), TINY_BLIP_VISION, TINY_BLIP_TEXT)).save_pretrained(folder)
+        blip.make_processor(tokenizer, TINY_BLIP_VISION["image_size"]).save_pretrained(folder)
+
+    return save
+
+
+SAVERS = {"vit": _save_tiny_vit, "clip": _save_tiny_clip, "vae": _save_tiny_vae, "taesd": _save_tiny_taesd,
+          **{f"blip-{kind}": _tiny_blip_saver(kind) for kind in ("caption", "vqa", "itm")}}
 
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, str]:
     """family -> folder holding a tiny random-init model in the pretrained tier's format."""
+    import mmcore.blip
     import mmcore.clip
     import mmcore.diffusion
     import mmcore.vit  # noqa: F401

@@ -18,14 +18,15 @@ def scene():
 
 
 def test_forward_shows_x_t_its_histogram_and_numbers(scene):
-    img, fig, md = tab.forward(scene, *PARAMS, 500, 0)
-    assert img.size == (tab.DISPLAY, tab.DISPLAY)
+    img, md = tab.forward(scene, *PARAMS, 500, 0)
+    fig = tab.histogram(scene, *PARAMS, 500, 0)
+    assert img.size == (tab.WORK, tab.WORK)  # the page scales it up
     abar = D.make_schedule(*PARAMS).alpha_bar(500)
     assert f"ᾱ_t = **{abar:.4g}**" in md
     bars = fig.data[0]
     assert bars.type == "bar" and len(bars.x) == 80
     assert sum(bars.y) * (bars.x[1] - bars.x[0]) == pytest.approx(1.0, abs=0.02), "a density: area 1"
-    clean, _, md0 = tab.forward(scene, *PARAMS, 0, 0)
+    clean, md0 = tab.forward(scene, *PARAMS, 0, 0)
     assert "SNR = ᾱ/(1 − ᾱ) = ∞" in md0
     noisy = np.asarray(tab.forward(scene, *PARAMS, 1000, 0)[0], float)
     assert np.abs(noisy - np.asarray(clean, float)).mean() > 40, "x_T no longer looks like the image"
@@ -33,7 +34,7 @@ def test_forward_shows_x_t_its_histogram_and_numbers(scene):
 
 def test_chain_steps_restart_and_agree_with_the_closed_form(scene):
     t, chain_img, jump_img, md = tab.chain(scene, *PARAMS, 0, 1, 0)
-    assert t == 1 and chain_img.size == jump_img.size == (tab.DISPLAY, tab.DISPLAY)
+    assert t == 1 and chain_img.size == jump_img.size == (tab.WORK, tab.WORK)
     t, *_ = tab.chain(scene, *PARAMS, t, 100, 0)
     assert t == 101
     t, _, _, md = tab.chain(scene, *PARAMS, t, 100, 0)
@@ -56,7 +57,7 @@ def test_strip_and_its_input(scene):
 
 
 def test_curves_overlay_the_three_schedules():
-    fig = tab.curves(*PARAMS, 10)
+    fig = tab.curves(*PARAMS)
     names = {tr.name for tr in fig.data}
     assert names == set(D.SCHEDULES)
     assert len(fig.data) == 5 * len(D.SCHEDULES)

@@ -41,8 +41,8 @@ def test_settings_reject_bad_values(env, match):
 
 # ------------------------------------------------------------------------------------------------------ catalogue
 
-def _spec(family="toy", tier="bundled", loader=None, **kw):
-    return models.ModelSpec(family=family, tier=tier, name=f"{family}-{tier}", source="models/none",
+def _spec(family="toy", tier="bundled", loader=None, source="models/none", **kw):
+    return models.ModelSpec(family=family, tier=tier, name=f"{family}-{tier}", source=source,
                             loader=loader or (lambda *a: object()), size_mb=1.0, licence="MIT", **kw)
 
 
@@ -135,6 +135,30 @@ def test_cache_loads_each_model_once_under_concurrency(monkeypatch):
         t.join()
     assert len(calls) == 1 and len({id(r) for r in results}) == 1
     assert cache.status("toy", "bundled") == "ready"
+
+
+def test_loads_of_different_models_never_overlap(monkeypatch):
+    """from_pretrained builds on a process-wide meta device: two at once break each other ("Cannot copy out of meta
+    tensor"), as the start-up warm-up and a first click on another tab did."""
+    active, overlaps = [], []
+
+    def loader(source, device, dtype, local_only):
+        active.append(source)
+        overlaps.append(len(active))
+        time.sleep(0.1)
+        active.remove(source)
+        return object()
+
+    monkeypatch.setattr(models, "_CATALOGUE", {})
+    for name in ("a", "b", "c"):
+        models.register(_spec(family=name, source=f"models/{name}", loader=loader))
+    cache = models.ModelCache(_cfg(device="cpu"))
+    threads = [threading.Thread(target=cache.get, args=(name, "bundled")) for name in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(overlaps) == 3 and max(overlaps) == 1
 
 
 def test_cache_reports_failures(monkeypatch):

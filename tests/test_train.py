@@ -6,11 +6,12 @@ import sys
 import pytest
 import torch
 
+import mmcore.blip as B
 import mmcore.clip as C
 import mmcore.diffusion as D
 import mmcore.vit as V
 
-LOADERS = {"vit": V.load_vit, "clip": C.load_clip, "vae": D.load_vae}
+LOADERS = {"vit": V.load_vit, "clip": C.load_clip, "vae": D.load_vae, "blip": B.load_caption}
 
 
 @pytest.mark.slow
@@ -30,6 +31,32 @@ def test_trainer_writes_loadable_weights_and_a_card(family, tmp_path, monkeypatc
     bundle = LOADERS[family](str(out), torch.device("cpu"), torch.float32)
     assert all(p.dtype == torch.float32 for p in bundle.model.parameters())
     assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if "acc" in k or "r1" in k)
+    if family == "blip":  # the caption folder, and the VQA and ITM models beside it, sharing one image encoder
+        vqa = B.load_vqa(str(tmp_path / "blip-vqa"), torch.device("cpu"), torch.float32)
+        itm = B.load_itm(str(tmp_path / "blip-itm"), torch.device("cpu"), torch.float32)
+        torch.testing.assert_close(vqa.model.vision_model.state_dict(), bundle.model.vision_model.state_dict())
+        torch.testing.assert_close(itm.model.text_encoder.state_dict(), vqa.model.text_encoder.state_dict())
+        assert "caption_accuracy_classic" in metrics and (out / "tokenizer.json").exists()
     if family == "vae":
         assert metrics["scaling_factor"] == pytest.approx(bundle.scaling_factor, rel=1e-6)
         assert metrics["val_psnr_db"] > 0
+
+
+def test_a_vit_becomes_blips_image_encoder_exactly(tmp_path):
+    """The BLIP trainer can start its image encoder from the bundled ViT: same sizes, renamed weights, and query, key,
+    value fused in that order into BLIP's qkv. The two encoders then compute the same tokens."""
+    from transformers import BlipVisionConfig, BlipVisionModel, ViTConfig, ViTForImageClassification
+
+    from mmcore.train.blip import vit_to_blip_vision
+
+    torch.manual_seed(0)
+    sizes = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 intermediate_size=64)
+    ViTForImageClassification(ViTConfig(**sizes, num_labels=6)).save_pretrained(tmp_path)
+    vit = ViTForImageClassification.from_pretrained(tmp_path, dtype=torch.float32)
+    blip = BlipVisionModel(BlipVisionConfig(**sizes, layer_norm_eps=vit.config.layer_norm_eps))
+    blip.load_state_dict(vit_to_blip_vision(tmp_path), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(blip(pixel_values=x).last_hidden_state, vit.vit(pixel_values=x).last_hidden_state,
+                                   atol=1e-5, rtol=1e-4)

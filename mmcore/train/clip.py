@@ -1,6 +1,7 @@
 """Train the bundled CLIP on Shapes scenes and their captions with the symmetric InfoNCE loss.
 
     python -m mmcore.train clip --steps 4500 --seed 0
+    python -m mmcore.train clip --world wide --init assets/models/clip-shapes   # fine-tune a saved model
 
 Each step pairs B scenes with one random phrasing of each caption. Writes `open_clip_config.json` and fp16
 `open_clip_model.safetensors` to assets/models/clip-shapes/, loadable with `open_clip.create_model("local-dir:...")`.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import open_clip
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from mmcore import shapes
 from mmcore.clip import BUNDLED_CONFIG
@@ -64,6 +65,9 @@ def main() -> None:
     print(f"rendered {len(x_train)} train / {len(x_val)} val scenes in {clock.minutes:.1f} min", flush=True)
 
     model = open_clip.CLIP(**cfg)
+    if args.init is not None:
+        state = load_file(args.init / "open_clip_model.safetensors")
+        model.load_state_dict({k: v.float() for k, v in state.items()})
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f} M parameters", flush=True)
     loss_fn = open_clip.ClipLoss()
@@ -122,7 +126,8 @@ def main() -> None:
         data=f"{args.train_scenes} train scenes of the {args.world} Shapes world (seeds {shapes.SPLITS['train']}+), "
              f"{size} px, 1-3 objects, each "
              "step with one random phrasing of its caption. The train split never shows the colour-shape pairs "
-             f"{sorted(shapes.HELD_OUT_PAIRS)}; the composition split always contains one.")
+             f"{sorted(shapes.HELD_OUT_PAIRS)}; the composition split always contains one."
+             + (f" Fine-tuned from {args.init}." if args.init else ""))
     print(f"saved {args.out}", flush=True)
 
 

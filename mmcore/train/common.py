@@ -71,7 +71,7 @@ def write_model_card(out: Path, *, title: str, summary: str, command: str, seed:
 
 
 def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path, batch_size: int = 128,
-              train_scenes: int = 40_000, world: str = "wide") -> argparse.Namespace:
+              train_scenes: int = 40_000, world: str = "wide", extra: list | None = None) -> argparse.Namespace:
     """The command line every trainer shares; the defaults are the ones the committed weights were trained with."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=steps)
@@ -82,7 +82,11 @@ def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path, b
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--world", default=world, help=f"the Shapes world to train on: wide or classic ({world})")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (the machine has 2; other trainers share it)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from these saved weights (a bundled model folder) rather than a random init")
     ap.add_argument("--out", type=Path, default=out)
+    for flag, kwargs in extra or []:  # a trainer's own options
+        ap.add_argument(flag, **kwargs)
     args = ap.parse_args()
     if args.world not in ("wide", "classic"):
         ap.error(f"--world must be wide or classic, got {args.world!r}")

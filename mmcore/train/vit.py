@@ -1,6 +1,7 @@
 """Train the bundled ViT on the Shapes world: classify the shape of the largest object in the scene.
 
     python -m mmcore.train vit --steps 7000 --seed 0
+    python -m mmcore.train vit --world wide --init assets/models/vit-shapes   # fine-tune a saved model
 
 The answer lives inside one object, so a model that solves it has to look at objects, which makes its attention maps
 worth showing. Writes fp16 safetensors, the image-processor config and a model card to assets/models/vit-shapes/.
@@ -30,6 +31,15 @@ def make_split(split: str, n: int, size: int, world: str = "wide") -> tuple[torc
     return x, y
 
 
+def dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each image turned by a random multiple of 90 degrees and mirrored half the time: a shape keeps its name under
+    all eight (the wide world already turns shapes freely; this makes the turns free for every scene)."""
+    k = torch.randint(4, (len(x),), generator=gen)
+    flip = torch.rand(len(x), generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return torch.stack([torch.rot90(xi, int(ki), dims=(-2, -1)) for xi, ki in zip(x, k)])
+
+
 @torch.no_grad()
 def accuracy(model: ViTForImageClassification, x: torch.Tensor, y: torch.Tensor, bs: int = 500) -> float:
     model.eval()
@@ -50,7 +60,11 @@ def main() -> None:
     x_val, y_val = make_split("val", args.eval_scenes, size, args.world)
     print(f"rendered {len(x_train)} train / {len(x_val)} val scenes in {clock.minutes:.1f} min", flush=True)
 
-    model = ViTForImageClassification(config)
+    if args.init is None:
+        model = ViTForImageClassification(config)
+    else:
+        model = ViTForImageClassification.from_pretrained(args.init, dtype=torch.float32, use_safetensors=True,
+                                                          local_files_only=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f} M parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, betas=(0.9, 0.98))
@@ -60,8 +74,7 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(x_train), (args.batch_size,), generator=gen)
         xb, yb = normalise(x_train[idx]), y_train[idx]
-        flip = torch.rand(len(xb), generator=gen) < 0.5  # mirror images keep the shape's name
-        xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+        xb = dihedral(xb, gen)
         loss = F.cross_entropy(model(pixel_values=xb).logits, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -96,7 +109,8 @@ def main() -> None:
         metrics=metrics,
         config={**BUNDLED_CONFIG, "parameters": n_params},
         data=f"{args.train_scenes} train scenes of the {args.world} Shapes world (seeds {shapes.SPLITS['train']}+), "
-             f"{size} px, 1-3 objects with exactly one clearly largest; random horizontal flips. Validation and test "
+             f"{size} px, 1-3 objects with exactly one clearly largest; random turns by multiples of 90 degrees and "
+             "mirror flips" + (f"; fine-tuned from {args.init}" if args.init else "") + ". Validation and test "
              "use their own seed ranges; the test split is scored in both worlds.")
     print(f"saved {args.out}", flush=True)
 

@@ -67,7 +67,8 @@ def page(url):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url, wait_until="networkidle", timeout=90_000)
+        page.goto(url, wait_until="load", timeout=90_000)
+        page.get_by_role("tab", name="ViT").wait_for(timeout=90_000)
         yield page
         browser.close()
         assert not errors, f"JavaScript errors in the page: {errors}"
@@ -82,7 +83,7 @@ def _status(url: str) -> int:
 
 
 def test_tabs_are_there_and_banner_names_tiers(page):
-    for name in ("ViT", "CLIP", "Latent diffusion"):
+    for name in ("ViT", "CLIP", "BLIP", "Latent diffusion"):
         assert page.get_by_role("tab", name=name).count() == 1
     page.get_by_text("vit-shapes").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=False)
@@ -140,6 +141,38 @@ def test_diffusion_chain_and_latents(page):
     page.wait_for_timeout(1000)
     assert page.locator(".js-plotly-plot").count() >= 2
     page.screenshot(path=str(ARTIFACTS / "diffusion.png"), full_page=True)
+
+
+WATCH_CAPTION = """
+() => {
+  window.__captionStates = [];
+  const record = () => {
+    const el = document.querySelector('#blip-caption-box .blip-caption');
+    if (el) window.__captionStates.push([el.querySelectorAll('.blip-chip').length, !!el.querySelector('.blip-cursor')]);
+  };
+  new MutationObserver(record).observe(document.querySelector('#blip-caption-box'),
+                                       {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def test_blip_streams_a_caption_and_shows_where_a_word_looked(page):
+    page.get_by_role("tab", name="BLIP").click()
+    page.get_by_label("scene seed (−1 = random)").locator("visible=true").fill("7")  # two objects to swap
+    page.get_by_role("button", name="🎲 Random Shapes scene").click()
+    page.locator("text=Ground truth >> visible=true").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    page.evaluate(WATCH_CAPTION)
+    page.get_by_role("button", name="✍️ Caption").click()
+    page.locator("text=/tokens, (ended|stopped)/ >> visible=true").first.wait_for(timeout=60_000)
+    page.locator("#blip-attention img").wait_for(timeout=60_000)
+    states = page.evaluate("() => window.__captionStates")
+    streaming = [n for n, cursor in states if cursor]
+    assert streaming and min(streaming) >= 1, f"no streamed partial caption was rendered: {states}"
+    assert states[-1][1] is False and states[-1][0] >= max(streaming), "the final caption holds every token"
+    page.get_by_role("button", name="🔀 Swap the colours").click()
+    page.locator("text=BLIP ITM p(match) >> visible=true").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "blip.png"), full_page=True)
 
 
 def test_clip_matrix(page):
