@@ -330,9 +330,11 @@ def build() -> None:
     autoencoder.change(common.tier_radio, [autoencoder], [tier], api_visibility="private", queue=False)  # its tiers
     latent_btn.click(ui(latent), [image, autoencoder, tier, *params, t, seed],
                      [latent_img, rec_img, err_img, pix_img, lat_img, latent_note], api_name="diffusion_latent")
-    common.on_load(ui(forward), [image, *params, t, seed], [xt_img, xt_note], api_visibility="private").then(
-        ui(histogram), [image, *params, t, seed], [hist], api_visibility="private").then(
-        ui(curves), params, [curve_plot], api_visibility="private").then(
-        ui(strip), [image, *params, timesteps, seed], [strip_img], api_visibility="private").then(
+    # open computed; pure maths, so the page's first pictures never wait behind other tabs' model events in the queue
+    maths = {"api_visibility": "private", "queue": False}
+    common.on_load(ui(forward), [image, *params, t, seed], [xt_img, xt_note], **maths).then(
+        ui(histogram), [image, *params, t, seed], [hist], **maths).then(
+        ui(curves), params, [curve_plot], **maths).then(
+        ui(strip), [image, *params, timesteps, seed], [strip_img], **maths).then(
         ui(chain), [image, *params, chain_t, gr.Number(0, visible=False), seed],
-        [chain_t, chain_img, jump_img, chain_note], api_visibility="private")
+        [chain_t, chain_img, jump_img, chain_note], **maths)
