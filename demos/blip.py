@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from demos import common
+from demos.common import whole_number
 from mmcore import blip as B
 from mmcore import clip as C
 from mmcore import shapes, viz
@@ -40,14 +41,6 @@ def _image(image) -> Image.Image:
     return common.user_image(image)
 
 
-def _int(value, name: str, lo: int, hi: int) -> int:
-    if value is None or not np.isfinite(float(value)) or float(value) != int(float(value)):
-        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
-    if not lo <= int(value) <= hi:
-        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {int(value)}")
-    return int(value)
-
-
 def _float(value, name: str) -> float:
     if value is None or not np.isfinite(float(value)):
         raise ValueError(f"{name} must be a number, got {value!r}")
@@ -56,12 +49,12 @@ def _float(value, name: str) -> float:
 
 def decoding(strategy: str, beams, length_penalty, temperature, top_k, top_p, max_tokens, seed) -> B.Decoding:
     """The UI's decoding controls as a validated Decoding (ValueError with a readable message otherwise)."""
-    return B.Decoding(strategy=strategy, num_beams=_int(beams, "the number of beams", 1, B.MAX_BEAMS),
+    return B.Decoding(strategy=strategy, num_beams=whole_number(beams, "the number of beams", 1, B.MAX_BEAMS),
                       length_penalty=_float(length_penalty, "the length penalty"),
-                      temperature=_float(temperature, "the temperature"), top_k=_int(top_k, "top-k", 0, 1000),
+                      temperature=_float(temperature, "the temperature"), top_k=whole_number(top_k, "top-k", 0, 1000),
                       top_p=_float(top_p, "top-p"),
-                      max_new_tokens=_int(max_tokens, "the maximum length", 1, B.MAX_NEW_TOKENS),
-                      seed=_int(seed, "the seed", 0, 2**31 - 1))
+                      max_new_tokens=whole_number(max_tokens, "the maximum length", 1, B.MAX_NEW_TOKENS),
+                      seed=whole_number(seed, "the seed", 0, 2**31 - 1))
 
 
 # ------------------------------------------------------------------------------------------------------------ scene
@@ -167,13 +160,13 @@ def token_attention(image, state, token, layer, head, tier):
     if not state or not state.get("ids"):
         raise ValueError("Caption the image first, then pick one of its words.")
     ids = state["ids"]
-    index = _int(token, "the token", 0, len(ids) - 1)
+    index = whole_number(token, "the token", 0, len(ids) - 1)
     img = _image(image)
     bundle, _ = _bundle("caption", tier)
     att = B.decoder_attention(bundle, img, ids, state.get("prompt", ""))
     L, H = att.maps.shape[:2]
-    layer_i = None if layer in (None, "mean") else _int(layer, f"the layer (this decoder has {L})", 1, L) - 1
-    head_i = None if head in (None, "mean") else _int(head, f"the head (this decoder has {H})", 1, H) - 1
+    layer_i = None if layer in (None, "mean") else whole_number(layer, f"the layer (this decoder has {L})", 1, L) - 1
+    head_i = None if head in (None, "mean") else whole_number(head, f"the head (this decoder has {H})", 1, H) - 1
     m = att.of(index, layer_i, head_i)
     g = bundle.grid
     where = np.unravel_index(int(m.argmax()), (g, g))
@@ -192,7 +185,7 @@ def lens(image, state, step, tier):
     if not state or "ids" not in state:
         raise ValueError("Caption the image first.")
     ids = state["ids"]
-    k = min(_int(step, "the step", 1, B.MAX_NEW_TOKENS), len(ids) + 1) - 1  # past the end: the step choosing [SEP]
+    k = min(whole_number(step, "the step", 1, B.MAX_NEW_TOKENS), len(ids) + 1) - 1  # past the end: [SEP]'s step
     bundle, _ = _bundle("caption", tier)
     rows = B.logit_lens(bundle, _image(image), ids, k, state.get("prompt", ""))
     names = ["embeddings"] + [f"layer {i}" for i in range(1, len(rows))]
@@ -208,7 +201,7 @@ def ask(image, question, scene_seed, layer, tier):
     bundle, label = _bundle("vqa", tier)
     a = B.answer(bundle, img, question)
     L = a.attention.maps.shape[0]
-    layer_i = None if layer in (None, "mean") else _int(layer, f"the layer (this encoder has {L})", 1, L) - 1
+    layer_i = None if layer in (None, "mean") else whole_number(layer, f"the layer (this encoder has {L})", 1, L) - 1
     real = [i for i, t in enumerate(a.attention.tokens) if t not in ("[CLS]", "[SEP]", "[PAD]", "?")]
     m = np.mean([a.attention.of(i, layer_i) for i in real or [0]], axis=0)
     truth = ""

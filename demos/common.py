@@ -80,6 +80,17 @@ def image_input(label: str = "Image", value: Image.Image | None = None) -> gr.Im
                     height=300)
 
 
+# ------------------------------------------------------------------------------------------------------------ inputs
+
+def whole_number(value, name: str, lo: int, hi: int) -> int:
+    """Validate a number from a slider or the API: an integer in [lo, hi], else ValueError naming it."""
+    if value is None or not np.isfinite(float(value)) or float(value) != int(float(value)):
+        raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {value!r}")
+    if not lo <= int(value) <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {int(value)}")
+    return int(value)
+
+
 # ------------------------------------------------------------------------------------------------------------ events
 
 def on_load(fn: Callable, inputs, outputs, **kwargs):

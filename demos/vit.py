@@ -35,15 +35,6 @@ def _bundle(tier: str | None) -> tuple[V.ViTBundle, str]:
     return bundle, common.tier_label(FAMILY, res)
 
 
-def _int_in(value, name: str, lo: int, hi: int) -> int:
-    """Validate a number from a slider or the API: an integer in [lo, hi], else ValueError naming it."""
-    if value is None or not np.isfinite(float(value)) or float(value) != int(float(value)):
-        raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {value!r}")
-    if not lo <= int(value) <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {int(value)}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------------------------------------- handlers
 
 def new_scene(seed: float | None = None) -> tuple[Image.Image, str]:
@@ -108,7 +99,7 @@ def patches(image, patch_size: float, input_size: float, tier: str | None = None
     p = int(patch_size) if patch_size in V.PATCH_SIZES else None
     if p is None:
         raise ValueError(f"patch_size must be one of {V.PATCH_SIZES}, got {patch_size!r}")
-    size = _int_in(input_size, "input size", 32, 448)
+    size = common.whole_number(input_size, "input size", 32, 448)
     n = V.num_patches(size, p)  # raises a clear error when P does not divide the input size
     g = V.grid_size(size, p)
     bundle, res = common.load(FAMILY, tier)
@@ -157,7 +148,7 @@ def position_map(patch_index: float, tier: str | None = None) -> go.Figure:
     pos = bundle.model.vit.embeddings.position_embeddings[0, 1:].detach().float().cpu()  # (N, D)
     n = pos.shape[0]
     g = math.isqrt(n)
-    i = _int_in(patch_index, "patch index", 0, n - 1)
+    i = common.whole_number(patch_index, "patch index", 0, n - 1)
     sim = V.position_similarity(pos)[i].reshape(g, g).numpy()
     fig = go.Figure(go.Heatmap(z=sim, colorscale="Viridis", zmin=-1, zmax=1, colorbar={"title": "cos"}))
     fig.add_scatter(x=[i % g], y=[i // g], mode="markers", marker={"symbol": "x", "size": 12, "color": "red"},
@@ -182,10 +173,10 @@ def patch_from_click(tier: str | None, evt: gr.SelectData) -> tuple[float, go.Fi
 
 def sinusoid(d_model: float, num_positions: float) -> go.Figure:
     """The lecture's fixed encoding PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...), as a heatmap."""
-    d = _int_in(d_model, "d_model", 2, MAX_SINUSOID_D)
+    d = common.whole_number(d_model, "d_model", 2, MAX_SINUSOID_D)
     if d % 2:
         raise ValueError(f"d_model must be even (sin and cos come in pairs), got {d}")
-    n = _int_in(num_positions, "positions", 1, MAX_SINUSOID_POSITIONS)
+    n = common.whole_number(num_positions, "positions", 1, MAX_SINUSOID_POSITIONS)
     pe = V.sinusoidal_encoding(n, d)
     fig = go.Figure(go.Heatmap(z=pe, colorscale="RdBu", zmid=0, colorbar={"title": "PE"}))
     fig.update_layout(title=f"Sinusoidal encoding, {n} positions × d = {d}", xaxis_title="dimension (2i, 2i+1)",
@@ -199,7 +190,7 @@ def layernorm(image, layer: float, tier: str | None = None) -> go.Figure:
     img = common.user_image(image)
     bundle, _ = _bundle(tier)
     n_layers = bundle.model.config.num_hidden_layers
-    li = _int_in(layer, "layer", 0, n_layers - 1)
+    li = common.whole_number(layer, "layer", 0, n_layers - 1)
     stats = V.layernorm_stats(bundle.model, bundle.pixel_values(img), li)
     tokens = np.arange(len(stats["mean_before"]))
     fig = make_subplots(rows=1, cols=2, subplot_titles=("per-token mean μ", "per-token variance σ²"))
@@ -223,8 +214,8 @@ def attention(image, layer: float, head: str | None, discard_ratio: float, tier:
         raise ValueError(f"discard ratio must be in [0, 1), got {discard_ratio!r}")
     bundle, label = _bundle(tier)
     cfg = bundle.model.config
-    li = _int_in(layer, "layer", 0, cfg.num_hidden_layers - 1)
-    hi = None if head in (None, "", "mean") else _int_in(head, "head", 0, cfg.num_attention_heads - 1)
+    li = common.whole_number(layer, "layer", 0, cfg.num_hidden_layers - 1)
+    hi = None if head in (None, "", "mean") else common.whole_number(head, "head", 0, cfg.num_attention_heads - 1)
     x = bundle.pixel_values(img)
     _, atts = V.forward(bundle.model, x)
     atts = [a.float().cpu() for a in atts]  # L x (1, H, T, T)

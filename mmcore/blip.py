@@ -464,11 +464,11 @@ def record_pipeline(bundle: BlipBundle, image: Image.Image, text: str = "") -> d
     memory = image_embeds(bundle, image)
     start = _start_ids(bundle, text)
     decoder = _decoder(bundle)
-    shapes: dict[str, tuple[int, ...]] = {}
+    recorded: dict[str, tuple[int, ...]] = {}
 
     def record(name: str):
         def hook(module, inputs, output) -> None:  # returns None: the output passes on unchanged
-            shapes.setdefault(name, tuple(output.shape))
+            recorded.setdefault(name, tuple(output.shape))
         return hook
 
     layer0 = decoder.bert.encoder.layer[0].crossattention.self
@@ -488,9 +488,9 @@ def record_pipeline(bundle: BlipBundle, image: Image.Image, text: str = "") -> d
 
     return {
         "patch": vc.patch_size, "patches": (vc.image_size // vc.patch_size) ** 2, "d_image": vc.hidden_size,
-        "image_tokens": fmt(tuple(memory.shape)), "text_tokens": fmt(shapes["text"]), "n_text": start.shape[1],
-        "tokens": bundle.words(start[0].tolist()), "q": fmt(shapes["query"]), "k": fmt(shapes["key"]),
-        "v": fmt(shapes["value"]), "heads": heads, "head_dim": tc.hidden_size // heads,
+        "image_tokens": fmt(tuple(memory.shape)), "text_tokens": fmt(recorded["text"]), "n_text": start.shape[1],
+        "tokens": bundle.words(start[0].tolist()), "q": fmt(recorded["query"]), "k": fmt(recorded["key"]),
+        "v": fmt(recorded["value"]), "heads": heads, "head_dim": tc.hidden_size // heads,
         "layers": tc.num_hidden_layers, "vocab": tc.vocab_size,
         "attention": out.cross_attentions[-1][0].float().mean(0).cpu().numpy(),
         "next": list(zip(bundle.words(i.tolist()), p.tolist())),

@@ -191,8 +191,9 @@ def evaluate(cap, vqa, itm, split: dict, tokenizer, ids: dict, n: int = 512) -> 
 
 def main() -> None:
     args = arguments(__doc__, steps=6000, lr=5e-4, eval_scenes=1_000, out=OUT, batch_size=64, train_scenes=40_000,
-                     extra=[("--vision-init", dict(type=Path, default=None, help="start the image encoder from "
-                                                    "this bundled ViT folder (same sizes), e.g. assets/models/vit-shapes"))])
+                     extra=[("--vision-init", dict(
+                         type=Path, default=None,
+                         help="start the image encoder from this bundled ViT folder, e.g. assets/models/vit-shapes"))])
     clock = Clock()
     gen = seed_everything(args.seed)
     folder = args.out
