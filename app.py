@@ -79,6 +79,14 @@ def atomic_image_cache() -> None:
     pu.save_pil_to_cache = save_pil_to_cache
 
 
+def link_tabs(exports: dict[str, dict], tabs: gr.Tabs) -> None:
+    """Buttons that carry a result from one tab to another: a generated image to the BLIP tab for a caption."""
+    diffusion, blip = exports.get("diffusion", {}), exports.get("blip", {})
+    if "to_blip" in diffusion and "image" in blip:
+        diffusion["to_blip"].click(lambda image: (image, gr.Tabs(selected="blip")), [diffusion["final"]],
+                                   [blip["image"], tabs], api_visibility="private", queue=False)
+
+
 def build() -> gr.Blocks:
     """The whole app, not launched."""
     atomic_image_cache()
@@ -87,10 +95,12 @@ def build() -> gr.Blocks:
                     "Each tab runs a real model, step by step, on your image or a fresh Shapes scene.")
         status = gr.Markdown("⏳ Loading models…", elem_classes="banner")
         timer = gr.Timer(1.0)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
+            exports = {}
             for label, tab_id, module in TABS:
                 with gr.Tab(label, id=tab_id):
-                    module.build()
+                    exports[tab_id] = module.build() or {}
+        link_tabs(exports, tabs)
         timer.tick(banner, outputs=[status, timer], api_visibility="private", queue=False)
         demo.load(banner, outputs=[status, timer], api_visibility="private", queue=False)
     return demo

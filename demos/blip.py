@@ -323,7 +323,7 @@ CSS = """
 """
 
 
-def build() -> None:
+def build() -> dict:
     """Lay out the BLIP tab inside the current Blocks context."""
     gr.Markdown("## BLIP: an image encoder, a text decoder, and cross-attention between them\n"
                 "The lecture's multimodal recipe, run by a real BLIP model: **1.** encode the image as patch vectors, "
@@ -460,3 +460,4 @@ def build() -> None:
     private = {"api_visibility": "private"}
     fill(common.on_load(lambda: None, None, None, queue=False, **private))
     fill(scene_event)
+    return {"image": image}  # other tabs send images here (a generated image, to caption)

@@ -15,13 +15,13 @@ import torch
 from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 
-from demos import common
+from demos import common, denoise, playground
 from mmcore import diffusion as D
 from mmcore import shapes, viz
 
 WORK = 128  # the forward process runs on 128 x 128 pixels (49,152 numbers), sent as is and shown at >= 256 px
 DISPLAY = 256
-CSS = """
+CSS = denoise.CSS + """
 #diffusion-xt img, #diffusion-chain img, #diffusion-jump img {image-rendering: pixelated; width: 100%; height: 100%;
                                                               object-fit: contain;}
 """
@@ -228,8 +228,21 @@ def latent(image, autoencoder: str, tier: str | None, schedule: str, beta_start:
 
 # -------------------------------------------------------------------------------------------------------------- UI
 
-def build() -> None:
-    """Lay out the diffusion tab inside the current Blocks context."""
+def build() -> dict:
+    """Lay out the diffusion tab inside the current Blocks context: the forward process, then the reverse process
+    (demos.denoise). Returns the components other tabs link to."""
+    with gr.Tabs():
+        with gr.Tab("1 · Forward process", id="forward"):
+            build_forward()
+        with gr.Tab("2 · Reverse process from a prompt", id="reverse"):
+            exports = denoise.build()
+        with gr.Tab("3 · 2-D playground", id="playground"):
+            playground.build()
+    return exports
+
+
+def build_forward() -> None:
+    """Part 1: the forward process, its schedules, and pixel against latent space."""
     gr.Markdown("## Latent diffusion, part 1: the forward process\n"
                 "A diffusion model learns to undo noise. First the noise: the forward chain "
                 "q(x_t | x_(t−1)) = N(√(1 − β_t)·x_(t−1), β_t·I) adds a little Gaussian noise at each of T steps, "

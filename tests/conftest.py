@@ -103,8 +103,36 @@ def _tiny_blip_saver(kind: str):
     return save
 
 
+def _save_tiny_ldm(folder) -> None:
+    """A tiny Stable-Diffusion-layout pipeline: epsilon-prediction like SD 1.5, its text encoder converted from a tiny
+    open_clip text tower, CLIP's real BPE tokenizer."""
+    import open_clip
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    from mmcore import ldm
+
+    torch.manual_seed(0)
+    text = open_clip.CLIP(embed_dim=16, vision_cfg={"image_size": 32, "patch_size": 8, "width": 32, "layers": 1,
+                                                    "head_width": 16},
+                          text_cfg={"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1})
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1,
+                                cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4)
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                        layers_per_block=1, sample_size=16)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    ldm.assemble(unet, vae, ldm.text_encoder_from_open_clip(text), ldm.clip_tokenizer(16), scheduler
+                 ).save_pretrained(folder)
+
+
 SAVERS = {"vit": _save_tiny_vit, "clip": _save_tiny_clip, "vae": _save_tiny_vae, "taesd": _save_tiny_taesd,
-          **{f"blip-{kind}": _tiny_blip_saver(kind) for kind in ("caption", "vqa", "itm")}}
+          **{f"blip-{kind}": _tiny_blip_saver(kind) for kind in ("caption", "vqa", "itm")},
+          "ldm": _save_tiny_ldm, "ldm-sd15": _save_tiny_ldm}
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +141,7 @@ def tiny_dirs(tmp_path_factory) -> dict[str, str]:
     import mmcore.blip
     import mmcore.clip
     import mmcore.diffusion
+    import mmcore.ldm
     import mmcore.vit  # noqa: F401
 
     out = {}

@@ -143,6 +143,35 @@ def test_diffusion_chain_and_latents(page):
     page.screenshot(path=str(ARTIFACTS / "diffusion.png"), full_page=True)
 
 
+WATCH_STEPS = """
+() => {
+  window.__stepStates = [];
+  const box = document.querySelector('#denoise-progress');
+  new MutationObserver(() => window.__stepStates.push(box.innerText)).observe(
+      box, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def test_diffusion_reverse_process_streams_every_step(page):
+    page.get_by_role("tab", name="Latent diffusion").click()
+    page.get_by_role("tab", name="2 · Reverse process from a prompt").click()
+    page.locator("text=ldm-shapes >> visible=true").first.wait_for(timeout=60_000)
+    steps = page.get_by_label("num_inference_steps").locator("visible=true").first
+    steps.fill("5")
+    steps.press("Enter")
+    page.get_by_label("prompt", exact=True).locator("visible=true").first.fill("a blue star")
+    page.evaluate(WATCH_STEPS)
+    page.get_by_role("button", name="🎨 Generate").click()
+    page.locator("text=/Done: 5 steps/ >> visible=true").first.wait_for(timeout=120_000)
+    page.locator("#denoise-final img").wait_for(timeout=30_000)
+    seen = " ".join(page.evaluate("() => window.__stepStates"))
+    streamed = [k for k in range(1, 6) if f"Step {k} / 5" in seen]
+    assert len(streamed) >= 3, f"the steps were not streamed one by one: {seen[:500]}"
+    assert page.locator("#denoise-words img").count() >= 3  # a map per word: a, blue, star
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(ARTIFACTS / "diffusion-reverse.png"), full_page=True)
+
+
 WATCH_CAPTION = """
 () => {
   window.__captionStates = [];

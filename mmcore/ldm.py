@@ -1,0 +1,593 @@
+"""Latent diffusion, the reverse half: a text-conditioned UNet denoises VAE latents step by step from a prompt.
+
+    p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), Sigma_theta(x_t, t))
+
+The pieces are Stable Diffusion's, from diffusers and transformers: a CLIP text encoder (CLIPTextModel + CLIPTokenizer)
+turns the prompt into token features, a UNet2DConditionModel predicts the noise (or v) from x_t, t and those features
+by cross-attention, a scheduler turns that prediction into x_{t-1}, and the VAE decodes the final latent.
+
+The bundled tier is a Stable-Diffusion-shaped pipeline trained on Shapes captions (`python -m mmcore.train ldm`). Its
+text encoder is the bundled CLIP's text tower, converted from open_clip to transformers' CLIPTextModel
+(`text_encoder_from_open_clip`), so the prompt features are exactly the CLIP tab's. Its VAE is vae-shapes. The folder
+loads as is with `StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mmcore.diffusion import VaeBundle
+from mmcore.models import ModelSpec, folder_mb, register
+
+BUNDLED_UNET = dict(  # diffusers UNet2DConditionModel kwargs of ldm-shapes: 4 x 8 x 8 latents, 64-d CLIP token features
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),  # 8x8 (attends to the prompt) -> 4x4
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(64, 128),
+    layers_per_block=1,
+    cross_attention_dim=64,  # the bundled CLIP text tower's width
+    attention_head_dim=4,  # diffusers' historical name: the number of heads
+    norm_num_groups=32,
+)
+BUNDLED_SCHEDULER = dict(  # diffusers DDPMScheduler kwargs: the cosine schedule suits a small latent, v-prediction
+    num_train_timesteps=1000,
+    beta_schedule="squaredcos_cap_v2",
+    prediction_type="v_prediction",
+    clip_sample=False,
+    steps_offset=1,
+    timestep_spacing="trailing",  # sampling starts at t = T, where the cosine schedule's x_T is almost pure noise
+)
+
+
+# --------------------------------------------------------------------------------------- CLIP's text tower, converted
+
+def clip_tokenizer(context_length: int = 77):
+    """transformers' CLIPTokenizer over CLIP's own BPE (the vocabulary and merges that ship inside open_clip), built
+    offline. Up to the end-of-text token its ids are open_clip's; it pads with <|endoftext|>, as Stable Diffusion's
+    tokenizer does (open_clip pads with 0). The text tower is causal, so padding never changes the features of the
+    prompt's own tokens."""
+    import tempfile
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    with gzip.open(default_bpe(), "rt", encoding="utf-8") as f:
+        merges = f.read().split("\n")[1:49152 - 256 - 2 + 1]  # as open_clip's SimpleTokenizer reads them
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+        return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"),
+                             pad_token="<|endoftext|>", model_max_length=context_length)
+
+
+def text_encoder_from_open_clip(model) -> torch.nn.Module:
+    """An open_clip CLIP's text tower as a transformers CLIPTextModel with the same weights. Both are the same network
+    (token + position embeddings, pre-LN blocks with causal self-attention, a final LayerNorm), so last_hidden_state
+    equals open_clip's token features; the projection and pooling that CLIP adds on top are not used by diffusion."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    sd = {k: v.float() for k, v in model.state_dict().items() if not k.startswith("visual.")}
+    context, width = sd["positional_embedding"].shape
+    blocks = model.transformer.resblocks
+    config = CLIPTextConfig(
+        vocab_size=sd["token_embedding.weight"].shape[0], hidden_size=width,
+        intermediate_size=sd["transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+        num_hidden_layers=len(blocks), num_attention_heads=blocks[0].attn.num_heads,
+        max_position_embeddings=context, hidden_act="gelu", layer_norm_eps=blocks[0].ln_1.eps,
+        projection_dim=sd["text_projection"].shape[1], bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+    ours = {
+        "embeddings.token_embedding.weight": sd["token_embedding.weight"],
+        "embeddings.position_embedding.weight": sd["positional_embedding"],
+        "final_layer_norm.weight": sd["ln_final.weight"],
+        "final_layer_norm.bias": sd["ln_final.bias"],
+    }
+    for i in range(len(blocks)):
+        src, dst = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
+        for name in ("weight", "bias"):
+            q, k, v = sd[src + f"attn.in_proj_{name}"].chunk(3)
+            ours |= {dst + f"self_attn.q_proj.{name}": q, dst + f"self_attn.k_proj.{name}": k,
+                     dst + f"self_attn.v_proj.{name}": v,
+                     dst + f"self_attn.out_proj.{name}": sd[src + f"attn.out_proj.{name}"],
+                     dst + f"layer_norm1.{name}": sd[src + f"ln_1.{name}"],
+                     dst + f"layer_norm2.{name}": sd[src + f"ln_2.{name}"],
+                     dst + f"mlp.fc1.{name}": sd[src + f"mlp.c_fc.{name}"],
+                     dst + f"mlp.fc2.{name}": sd[src + f"mlp.c_proj.{name}"]}
+    encoder = CLIPTextModel(config)
+    missing, unexpected = encoder.load_state_dict(ours, strict=False)
+    missing = [k for k in missing if "position_ids" not in k]
+    if missing or unexpected:
+        raise ValueError(f"text tower mapping incomplete: missing {missing}, unexpected {unexpected}")
+    return encoder.eval()
+
+
+# ------------------------------------------------------------------------------------------------ the bundled model
+
+def bundled_parts(seed: int = 0):
+    """A fresh UNet (random init from `seed`) and the DDPMScheduler it trains under."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(**BUNDLED_UNET), DDPMScheduler(**BUNDLED_SCHEDULER)
+
+
+def assemble(unet, vae, text_encoder, tokenizer, scheduler):
+    """A StableDiffusionPipeline from parts: no safety checker or feature extractor (the Shapes world needs none)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+
+
+# ------------------------------------------------------------------------------------ a fast preview decoder (bundled)
+
+PREVIEW_DIR = "preview"  # a subfolder of the bundled pipeline; diffusers' loader ignores it
+
+
+class LatentPreview(torch.nn.Module):
+    """The cheapest decoder there is, for per-step previews (TAESD's role for the bundled model): a linear map from
+    each latent cell and its 8 neighbours to the f x f RGB pixels it stands for, (B, C, h, w) -> (B, 3, h f, w f).
+    One 3x3 convolution and a pixel shuffle, fitted in closed form by least squares to the VAE's own decodes."""
+
+    def __init__(self, latent_channels: int = 4, factor: int = 4) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(latent_channels, 3 * factor * factor, 3, padding=1)
+        self.shuffle = torch.nn.PixelShuffle(factor)
+        self.latent_channels, self.factor = latent_channels, factor
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(z))
+
+    @torch.no_grad()
+    def fit(self, latents: torch.Tensor, images: torch.Tensor) -> LatentPreview:
+        """Least squares from scaled latents (N, C, h, w) to images (N, 3, h f, w f) in [-1, 1]."""
+        import torch.nn.functional as F
+
+        n, c, h, w = latents.shape
+        f = self.factor
+        cols = F.unfold(latents.double(), 3, padding=1).transpose(1, 2).reshape(n * h * w, c * 9)  # (N h w, 9 C)
+        cols = torch.cat([cols, torch.ones(len(cols), 1, dtype=cols.dtype)], 1)  # a bias column
+        # each cell's f x f x 3 pixels, in the channel order PixelShuffle reads: (3, f, f) per cell
+        target = images.double().reshape(n, 3, h, f, w, f).permute(0, 2, 4, 1, 3, 5).reshape(n * h * w, 3 * f * f)
+        solution = torch.linalg.lstsq(cols, target).solution  # (9 C + 1, 3 f f)
+        self.conv.weight.copy_(solution[:-1].T.reshape(3 * f * f, c, 3, 3).float())
+        self.conv.bias.copy_(solution[-1].float())
+        return self
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.half().contiguous() for k, v in self.state_dict().items()},
+                  str(folder / "diffusion_pytorch_model.safetensors"))
+        (folder / "config.json").write_text(json.dumps(
+            {"_class_name": "LatentPreview", "latent_channels": self.latent_channels, "factor": self.factor}) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> LatentPreview:
+        from safetensors.torch import load_file
+
+        cfg = json.loads((folder / "config.json").read_text())
+        model = cls(cfg["latent_channels"], cfg["factor"])
+        model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "diffusion_pytorch_model.safetensors")
+                                                                  ).items()})
+        return model.eval()
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> approximate images in [-1, 1], on the CPU (it costs microseconds)."""
+        return self(z.float().cpu()).clamp(-1, 1)
+
+
+# ------------------------------------------------------------------------------------------------------ the loaders
+
+@dataclass
+class LdmBundle:
+    """A text-to-image latent diffusion model in parts, as the tab's own loop uses them."""
+
+    unet: torch.nn.Module  # UNet2DConditionModel
+    vae: torch.nn.Module  # AutoencoderKL: decodes the final latent
+    text_encoder: torch.nn.Module  # CLIPTextModel
+    tokenizer: object  # CLIPTokenizer
+    scheduler_config: dict  # the pipeline's own scheduler config; every scheduler here is built from it
+    alphas_cumprod: torch.Tensor  # (num_train_timesteps,) abar_t of the training schedule, which all share
+    device: torch.device
+    dtype: torch.dtype
+    preview: VaeBundle | LatentPreview | None = None  # a cheaper decoder for per-step previews; None = the VAE
+    name: str = ""
+
+    @property
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def default_size(self) -> int:
+        """The side, in pixels, the model was trained at (32 for the bundled model, 512 for Stable Diffusion)."""
+        return int(self.unet.config.sample_size) * self.vae_factor
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler_config.get("prediction_type", "epsilon")
+
+
+def load_ldm(source: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = True) -> LdmBundle:
+    """A Stable-Diffusion-layout folder or hub repo (unet/, vae/, text_encoder/, tokenizer/, scheduler/) loaded with
+    StableDiffusionPipeline.from_pretrained, safetensors only, no safety checker. The bundled ldm-shapes and Stable
+    Diffusion (1.5, sd-turbo) load through here alike."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(source)
+    if folder.is_absolute() and not folder.is_dir():
+        raise FileNotFoundError(f"{source} does not exist: train it with `python -m mmcore.train ldm`")
+    pipe = StableDiffusionPipeline.from_pretrained(
+        source, dtype=dtype, use_safetensors=True, local_files_only=local_files_only, safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+    pipe.to(device)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        part.eval().requires_grad_(False)
+    preview = LatentPreview.load(folder / PREVIEW_DIR) if (folder / PREVIEW_DIR / "config.json").is_file() else None
+    return LdmBundle(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config),
+                     pipe.scheduler.alphas_cumprod.float(), device, dtype, preview=preview, name=Path(source).name)
+
+
+# ------------------------------------------------------------------------------------------- the prompt, validated
+
+MAX_PROMPT_CHARS = 500
+MAX_STEPS = 200
+MAX_GUIDANCE = 30.0
+SCHEDULERS = {  # the name a user picks -> diffusers class name; each is built from the model's own config
+    "DDPM": "DDPMScheduler",
+    "DDIM": "DDIMScheduler",
+    "Euler": "EulerDiscreteScheduler",
+    "Euler ancestral": "EulerAncestralDiscreteScheduler",
+    "DPM++ 2M": "DPMSolverMultistepScheduler",
+}
+
+
+def check_prompt(prompt, name: str = "prompt") -> str:
+    """A prompt of at most MAX_PROMPT_CHARS characters; empty is allowed (the unconditional model)."""
+    if prompt is None:
+        return ""
+    if not isinstance(prompt, str):
+        raise ValueError(f"{name} must be text, got {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"{name} is {len(prompt):,} characters long; at most {MAX_PROMPT_CHARS} are accepted "
+                         "(CLIP reads only its first 77 tokens anyway)")
+    return prompt.strip()
+
+
+def check_steps(num_inference_steps) -> int:
+    value = _finite(num_inference_steps, "num_inference_steps")
+    if value != int(value) or not 1 <= value <= MAX_STEPS:
+        raise ValueError(f"num_inference_steps must be a whole number from 1 to {MAX_STEPS}, got {num_inference_steps}")
+    return int(value)
+
+
+def check_guidance(guidance_scale) -> float:
+    value = _finite(guidance_scale, "guidance_scale")
+    if not 0.0 <= value <= MAX_GUIDANCE:
+        raise ValueError(f"guidance_scale must be in [0, {MAX_GUIDANCE:g}] (1 = no guidance), got {guidance_scale}")
+    return value
+
+
+def check_size(size, bundle: LdmBundle) -> int:
+    """A square side in pixels: a multiple of 8 (and of the VAE's factor), at most 2x the model's own size."""
+    value = _finite(size, "size")
+    largest = 2 * bundle.default_size
+    step = max(8, bundle.vae_factor)
+    if value != int(value) or value % step or not step <= value <= largest:
+        raise ValueError(f"size must be a multiple of {step} from {step} to {largest} pixels for this model "
+                         f"(it was trained at {bundle.default_size}), got {size}")
+    return int(value)
+
+
+def check_seed(seed) -> int:
+    value = _finite(seed, "seed")
+    if value != int(value) or not 0 <= value < 2**31:
+        raise ValueError(f"seed must be a whole number in [0, 2^31), got {seed}")
+    return int(value)
+
+
+def _finite(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return value
+
+
+def make_scheduler(name: str, bundle: LdmBundle):
+    """A diffusers scheduler by its user-facing name, configured from the model's own scheduler config (so its
+    prediction_type, betas and timestep spacing are the model's)."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
+    return getattr(diffusers, SCHEDULERS[name]).from_config(bundle.scheduler_config)
+
+
+@torch.inference_mode()
+def encode_prompt(bundle: LdmBundle, prompt: str) -> tuple[torch.Tensor, list[str]]:
+    """The text encoder's token features (1, L, D) for `prompt`, padded to the tokenizer's length as Stable
+    Diffusion does, and the tokens as strings (BOS, the prompt's tokens, EOS; padding left out)."""
+    tok = bundle.tokenizer
+    ids = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
+              return_tensors="pt").input_ids
+    features = bundle.text_encoder(ids.to(bundle.device)).last_hidden_state
+    tokens = tok.convert_ids_to_tokens(ids[0].tolist())
+    end = tokens.index(tok.eos_token) + 1 if tok.eos_token in tokens else len(tokens)
+    return features, tokens[:end]
+
+
+# ------------------------------------------------------------------------------------------ the reverse process loop
+
+@dataclass
+class Request:
+    """One generation, validated: what the user asked for."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    scheduler: str = "DDIM"
+    num_inference_steps: int = 20
+    guidance_scale: float = 3.0
+    seed: int = 0
+    size: int = 32
+
+    @classmethod
+    def checked(cls, bundle: LdmBundle, prompt, negative_prompt, scheduler, num_inference_steps, guidance_scale,
+                seed, size) -> Request:
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+        return cls(check_prompt(prompt), check_prompt(negative_prompt, "negative_prompt"), scheduler,
+                   check_steps(num_inference_steps), check_guidance(guidance_scale), check_seed(seed),
+                   check_size(size, bundle))
+
+
+@dataclass
+class Step:
+    """What one denoising step produced. Latents are (1, C, h, w) float32 on the CPU, in the DDPM convention
+    x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps whatever the scheduler (Euler's own scaling is undone)."""
+
+    index: int  # 0-based step number
+    t: int  # the training timestep the UNet was told
+    x_t: torch.Tensor  # the latent the UNet saw at this step
+    x0_pred: torch.Tensor  # the x_0 the guided prediction implies
+    eps_uncond: torch.Tensor | None  # the noise predicted without the prompt (None without guidance)
+    eps_text: torch.Tensor  # the noise predicted with the prompt
+    eps: torch.Tensor  # the guided noise: eps_u + w (eps_t - eps_u)
+    latents: torch.Tensor  # the scheduler's x_{t-1}, in its own convention (what the next step starts from)
+
+    @property
+    def noise_norm(self) -> float:
+        """RMS of the guided noise prediction (about 1 when the model predicts unit Gaussian noise)."""
+        return float(self.eps.pow(2).mean().sqrt())
+
+
+def guide(eps_uncond: torch.Tensor | None, eps_text: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance: eps = eps_u + w (eps_t - eps_u). w = 1 is the text-conditioned prediction alone,
+    w = 0 the unconditional one, w > 1 pushes further from the unconditional one."""
+    if eps_uncond is None:
+        return eps_text
+    return eps_uncond + guidance_scale * (eps_text - eps_uncond)
+
+
+def to_epsilon_and_x0(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: float, prediction_type: str
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The UNet's output as (eps, x0_pred), whatever it was trained to predict:
+        epsilon:       eps = output,                                x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)
+        v_prediction:  eps = sqrt(abar) v + sqrt(1 - abar) x_t,     x0 = sqrt(abar) x_t - sqrt(1 - abar) v
+        sample:        x0 = output,                                 eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar)
+    """
+    a, s = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
+    if prediction_type == "epsilon":
+        return output, (x_t - s * output) / a
+    if prediction_type == "v_prediction":
+        return a * output + s * x_t, a * x_t - s * output
+    if prediction_type == "sample":
+        return (x_t - a * output) / s, output
+    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+
+
+def initial_latents(bundle: LdmBundle, size: int, seed: int) -> torch.Tensor:
+    """x_T ~ N(0, I) of shape (1, C, size / f, size / f), drawn on the CPU from `seed` so every device gives the
+    same picture for the same seed."""
+    side = size // bundle.vae_factor
+    shape = (1, bundle.unet.config.in_channels, side, side)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _unet(bundle: LdmBundle, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
+    return bundle.unet(x.to(bundle.device, bundle.dtype), t, encoder_hidden_states=cond).sample.float().cpu()
+
+
+@torch.inference_mode()
+def predict(bundle: LdmBundle, x_t: torch.Tensor, t: int, cond: torch.Tensor, uncond: torch.Tensor | None,
+            guidance_scale: float) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One UNet call at x_t (DDPM convention): (eps_uncond or None, eps_text, guided eps, the guided raw output).
+    With guidance the two predictions come from one batch of two, as in Stable Diffusion."""
+    alpha_bar = float(bundle.alphas_cumprod[int(t)])
+    if uncond is None:
+        out_t = _unet(bundle, x_t, t, cond)
+        eps_t, _ = to_epsilon_and_x0(out_t, x_t, alpha_bar, bundle.prediction_type)
+        return None, eps_t, eps_t, out_t
+    out_u, out_t = _unet(bundle, torch.cat([x_t, x_t]), t, torch.cat([uncond, cond])).chunk(2)
+    eps_u, _ = to_epsilon_and_x0(out_u, x_t, alpha_bar, bundle.prediction_type)
+    eps_t, _ = to_epsilon_and_x0(out_t, x_t, alpha_bar, bundle.prediction_type)
+    return eps_u, eps_t, guide(eps_u, eps_t, guidance_scale), guide(out_u, out_t, guidance_scale)
+
+
+def denoise(bundle: LdmBundle, request: Request, cancel: threading.Event | None = None,
+            x_T: torch.Tensor | None = None) -> Iterator[Step]:
+    """The reverse process, one `Step` per scheduler timestep: exactly `num_inference_steps` of them, unless `cancel`
+    is set, which stops the loop before the next UNet call (so within one step).
+
+        1. encode the prompt (and the negative prompt, the unconditional branch of guidance)
+        2. x_T ~ N(0, I), scaled by the scheduler's init_noise_sigma
+        3. for t in scheduler.timesteps: predict the noise with and without the prompt, guide, scheduler.step
+    """
+    # 1. the prompt's token features; guidance needs the negative prompt's too ("" = unconditional)
+    cond, _ = encode_prompt(bundle, request.prompt)
+    use_guidance = request.guidance_scale != 1.0
+    uncond = encode_prompt(bundle, request.negative_prompt)[0] if use_guidance else None
+    # 2. pure noise, in the scheduler's own convention
+    scheduler = make_scheduler(request.scheduler, bundle)
+    scheduler.set_timesteps(request.num_inference_steps)
+    generator = torch.Generator().manual_seed(request.seed)
+    latents = (initial_latents(bundle, request.size, request.seed) if x_T is None else x_T.clone())
+    latents = latents * scheduler.init_noise_sigma
+    # 3. the loop
+    for i, t in enumerate(scheduler.timesteps):
+        if cancel is not None and cancel.is_set():
+            return
+        x_t = scheduler.scale_model_input(latents, t)  # Euler keeps x_t / sqrt(abar_t); this undoes it
+        eps_u, eps_t, eps, output = predict(bundle, x_t, int(t), cond, uncond, request.guidance_scale)
+        _, x0 = to_epsilon_and_x0(output, x_t, float(bundle.alphas_cumprod[int(t)]), bundle.prediction_type)
+        latents = scheduler.step(output, t, latents, generator=generator).prev_sample
+        yield Step(i, int(t), x_t, x0, eps_u, eps_t, eps, latents)
+
+
+@torch.inference_mode()
+def decode(bundle: LdmBundle, latents: torch.Tensor, preview: bool = False) -> torch.Tensor:
+    """Scaled latents (B, C, h, w) -> images (B, 3, h f, w f) in [-1, 1], with the VAE, or with the preview decoder
+    (TAESD, or the bundled model's LatentPreview) when one is loaded and `preview` is asked for."""
+    if preview and bundle.preview is not None:
+        return bundle.preview.decode(latents).clamp(-1, 1)
+    z = latents.to(bundle.device, bundle.dtype) / bundle.vae.config.scaling_factor
+    return bundle.vae.decode(z).sample.float().cpu().clamp(-1, 1)
+
+
+# ------------------------------------------------------------------------------- per-word cross-attention (DAAM)
+
+class CrossAttentionRecorder:
+    """A diffusers attention processor for the UNet's cross-attention layers (attn2) that computes
+    softmax(Q K^T / sqrt(d)) V as the default processor does and adds the probabilities of the prompt's batch half,
+    summed over heads and upsampled to one latent-sized map per token, into `self.maps` (L, h, w)."""
+
+    def __init__(self, side: int, guided: bool) -> None:
+        self.side = side  # the latent side: every layer's map is resized to it
+        self.guided = guided  # with guidance the batch is [unconditional, prompt]: keep the prompt's half
+        self.maps: torch.Tensor | None = None
+        self.calls = 0
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        import torch.nn.functional as F
+
+        batch, n, _ = hidden_states.shape  # (B, h w, C): Transformer2DModel hands over flattened pixels
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))  # (B heads, h w, d)
+        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))  # (B heads, L, d)
+        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        probs = attn.get_attention_scores(query, key, attention_mask)  # (B heads, h w, L), rows sum to 1
+        out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(torch.bmm(probs, value))))
+        side = math.isqrt(n)
+        per_image = probs.float().view(batch, attn.heads, n, -1).sum(1)  # (B, h w, L): heads summed
+        mine = per_image[-1]  # the prompt's image (the last of the batch)
+        grid = mine.T.reshape(1, -1, side, side)  # (1, L, side, side)
+        grid = F.interpolate(grid, size=(self.side, self.side), mode="bilinear", align_corners=False)[0]
+        self.maps = grid if self.maps is None else self.maps + grid
+        self.calls += 1
+        return out / attn.rescale_output_factor
+
+
+@dataclass
+class WordMaps:
+    """Cross-attention aggregated over steps, layers and heads: one map per prompt word."""
+
+    words: list[str]
+    maps: torch.Tensor  # (W, h, w), each scaled to a maximum of 1 (zero maps stay zero)
+    layers: int  # how many cross-attention layers were summed, per step
+
+
+def words_of(tokens: list[str]) -> list[tuple[str, list[int]]]:
+    """BPE tokens (with BOS/EOS) -> the prompt's words, each with its token positions. CLIP's BPE marks a word's
+    last token with '</w>'."""
+    words, current, positions = [], "", []
+    for i, tok in enumerate(tokens):
+        if tok in ("<|startoftext|>", "<|endoftext|>"):
+            continue
+        current += tok.replace("</w>", "")
+        positions.append(i)
+        if tok.endswith("</w>"):
+            words.append((current, positions))
+            current, positions = "", []
+    if positions:
+        words.append((current, positions))
+    return words
+
+
+def attention_run(bundle: LdmBundle, request: Request, cancel: threading.Event | None = None
+                  ) -> Iterator[Step | WordMaps]:
+    """`denoise` with the cross-attention recorded: its Steps, then the prompt's WordMaps."""
+    side = request.size // bundle.vae_factor
+    recorder = CrossAttentionRecorder(side, guided=request.guidance_scale != 1.0)
+    saved = bundle.unet.attn_processors
+    bundle.unet.set_attn_processor({k: recorder if k.endswith("attn2.processor") else v for k, v in saved.items()})
+    try:
+        yield from denoise(bundle, request, cancel)
+    finally:
+        bundle.unet.set_attn_processor(saved)
+    _, tokens = encode_prompt(bundle, request.prompt)
+    words = words_of(tokens)
+    if recorder.maps is None or not words:
+        yield WordMaps([], torch.zeros(0, side, side), 0)
+        return
+    maps = torch.stack([recorder.maps[pos].sum(0) for _, pos in words])  # (W, h, w)
+    peak = maps.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+    layers = recorder.calls // max(1, request.num_inference_steps)
+    yield WordMaps([w for w, _ in words], maps / peak, layers)
+
+
+@torch.inference_mode()
+def guidance_parts(bundle: LdmBundle, request: Request, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eps_uncond, eps_text) at a recorded step, for the guidance explainer; one UNet call when the run had no
+    guidance (w = 1) and so never predicted the unconditional noise."""
+    if step.eps_uncond is not None:
+        return step.eps_uncond, step.eps_text
+    uncond, _ = encode_prompt(bundle, request.negative_prompt)
+    alpha_bar = float(bundle.alphas_cumprod[step.t])
+    eps_u, _ = to_epsilon_and_x0(_unet(bundle, step.x_t, step.t, uncond), step.x_t, alpha_bar,
+                                 bundle.prediction_type)
+    return eps_u, step.eps_text
+
+
+def x0_from_epsilon(bundle: LdmBundle, step: Step, eps: torch.Tensor) -> torch.Tensor:
+    """x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t): the clean latent a noise prediction implies."""
+    alpha_bar = float(bundle.alphas_cumprod[step.t])
+    return (step.x_t - math.sqrt(1 - alpha_bar) * eps) / math.sqrt(alpha_bar)
+
+
+# --------------------------------------------------------------------------------------------------- the catalogue
+
+SD_FILES = ("model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
+            "text_encoder/model.safetensors", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
+            "tokenizer/tokenizer_config.json", "tokenizer/vocab.json", "unet/config.json",
+            "unet/diffusion_pytorch_model.safetensors", "vae/config.json", "vae/diffusion_pytorch_model.safetensors")
+
+for _family in ("ldm", "ldm-sd15"):
+    register(ModelSpec(
+        family=_family, tier="bundled", name="ldm-shapes", source="models/ldm-shapes", loader=load_ldm,
+        size_mb=folder_mb("models/ldm-shapes"), licence="MIT",
+        notes="a Stable-Diffusion-shaped pipeline trained on Shapes captions: 32 px, 4 x 8 x 8 latents, the bundled "
+              "CLIP's text tower as its prompt encoder"))
+register(ModelSpec(
+    family="ldm", tier="pretrained", name="stabilityai/sd-turbo", source="stabilityai/sd-turbo", loader=load_ldm,
+    size_mb=5200, licence="Stability AI Non-Commercial Research Community License", cache_files=SD_FILES,
+    notes="SD 2.1 distilled by adversarial diffusion distillation: 1-4 steps, no guidance (w = 1), 512 px"))
+register(ModelSpec(
+    family="ldm-sd15", tier="pretrained", name="stable-diffusion-v1-5", loader=load_ldm,
+    source="stable-diffusion-v1-5/stable-diffusion-v1-5", size_mb=5500, licence="CreativeML OpenRAIL-M",
+    cache_files=SD_FILES, notes="the classic: 20-50 steps with guidance 7.5, 512 px, CLIP ViT-L/14 text encoder"))

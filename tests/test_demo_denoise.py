@@ -1,0 +1,92 @@
+"""The reverse-process handlers, called as plain functions on the tiny pretrained stand-ins (no browser)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from demos import denoise
+from mmcore import ldm
+
+ARGS = dict(prompt="a red circle", negative_prompt="", scheduler="DDIM", num_inference_steps=3, guidance_scale=3.0,
+            seed=1, size=16, pipeline="ldm", tier="pretrained")
+
+
+def _run(**kw):
+    return list(denoise.generate(**{**ARGS, **kw}))
+
+
+def test_generate_streams_one_preview_per_step_then_the_result(tiny_pretrained):
+    out = _run()
+    assert len(out) == 3 + 1
+    for k, (xt, x0, md, *rest) in enumerate(out[:-1]):
+        assert isinstance(xt, Image.Image) and isinstance(x0, Image.Image)
+        assert f"Step {k + 1} / 3" in md
+        assert all(isinstance(r, type(gr.skip())) for r in rest)  # only the previews travel during the loop
+    *_, md, final, timeline, fig, words, run = out[-1]
+    assert isinstance(final, Image.Image) and final.width >= denoise.PREVIEW
+    assert len(timeline) == 3 and next(c for _, c in timeline).startswith("step 1")
+    assert [w for _, w in words] == ["a", "red", "circle"]
+    assert len(fig.data[0].y) == 3
+    assert isinstance(run, denoise.Run) and len(run.steps) == 3 and run.request.prompt == "a red circle"
+    again = _run()[-1][3]
+    assert again.tobytes() == final.tobytes()  # a fixed seed gives the same picture
+    other = _run(seed=2)[-1][3]
+    assert other.tobytes() != final.tobytes()
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"prompt": "x" * 10_000}, "at most 500"),
+    ({"num_inference_steps": 0}, "num_inference_steps"),
+    ({"guidance_scale": float("nan")}, "guidance_scale"),
+    ({"size": 12}, "multiple of 8"),
+    ({"pipeline": "dall-e"}, "pipeline must be one of"),
+])
+def test_bad_requests_are_refused_before_any_step(tiny_pretrained, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _run(**kw)
+
+
+def test_the_guidance_explainer_replays_one_step(tiny_pretrained):
+    run = _run()[-1][-1]
+    eps1, x0_1, md1 = denoise.guidance(run, 2, 1.0)
+    eps5, x0_5, md5 = denoise.guidance(run, 2, 5.0)
+    assert "ε = ε_u + 5·(ε_t − ε_u)" in md5 and "t = " in md5
+    assert eps1.size == eps5.size and eps1.tobytes() != eps5.tobytes()  # only the guided row moves with w
+    top = (0, 0, eps1.width, eps1.height // 3)
+    assert eps1.crop(top).tobytes() == eps5.crop(top).tobytes()  # eps_uncond does not depend on w
+    with pytest.raises(ValueError, match="step must be in"):
+        denoise.guidance(run, 4, 1.0)
+    with pytest.raises(ValueError, match="Generate an image first"):
+        denoise.guidance(None, 1, 1.0)
+
+
+def test_compare_runs_two_schedulers_from_the_same_noise(tiny_pretrained):
+    a, b, md = denoise.compare("a red circle", "", "DDIM", "DDIM", 3, 3.0, 1, 16, "ldm", "pretrained")
+    assert a.width == 4 * 100 - 4  # three steps and the final image
+    assert a.tobytes() == b.tobytes()  # the same scheduler from the same x_T ends in the same place
+    c, d, _ = denoise.compare("a red circle", "", "DDIM", "Euler ancestral", 3, 3.0, 1, 16, "ldm", "pretrained")
+    assert c.tobytes() == a.tobytes() and d.tobytes() != c.tobytes()
+    assert "DDIM" in md
+
+
+def test_the_text_encoder_panel_lists_the_tokens(tiny_pretrained):
+    md = denoise.text_encoder_panel("a hexagon", "ldm", "pretrained")  # BPE splits the rarer word
+    assert "`<|startoftext|>` `a</w>` `hex` `agon</w>` `<|endoftext|>`" in md and "(1, 16, 16)" in md
+
+
+def test_presets_follow_the_model(tiny_pretrained):
+    assert denoise.defaults("ldm", "pretrained")[:4] == denoise.PRESETS["ldm"]
+    assert denoise.defaults("ldm-sd15", "pretrained")[:4] == denoise.PRESETS["ldm-sd15"]
+    scheduler, steps, w, size, note = denoise.defaults("ldm", "bundled")
+    assert (scheduler, steps, w, size) == denoise.PRESETS["bundled"] and "Shapes" in note
+
+
+def test_word_maps_overlay_keeps_the_image_size():
+    img = Image.new("RGB", (64, 64), "white")
+    import numpy as np
+
+    out = denoise.overlay(img, np.eye(8))
+    assert out.size == (64, 64) and out.tobytes() != img.tobytes()
+    assert ldm.MAX_PROMPT_CHARS == 500

@@ -1,0 +1,61 @@
+"""The 2-D playground's handlers, as plain functions, with a short training run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from demos import playground as P
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    monkeypatch.setattr(P, "CONFIG", dataclasses.replace(P.CONFIG, steps=300, log_every=50))
+
+
+def test_training_streams_the_loss_then_delivers_paths(quick):
+    outs = list(P.train("two moons", None, 0))
+    assert len(outs) == 300 // 50  # one report per 50 steps; the last one carries the paths
+    for fig, md, *_ in outs[:-1]:
+        assert "step" in md and len(fig.data[0].y) >= 1
+    fig, md, paths_fig, play, slider = outs[-1]
+    assert isinstance(play, P.Playground) and play.reverse.shape == (P.CONFIG.T + 1, 500, 2)
+    assert play.quality < 0.5 * play.noise_quality  # the samples moved towards the data
+    assert "Trained" in md and f"{play.quality:.3f}" in md
+    nearest = np.linalg.norm(play.forward[0][:, None] - play.data[None], axis=-1).min(1)
+    assert nearest.max() < 1e-6  # the forward paths start on the data points themselves
+    assert play.forward[-1].std() > 0.8  # and end near N(0, I)
+
+
+def test_the_t_slider_moves_along_the_paths(quick):
+    play = list(P.train("spiral", None, 1))[-1][3]
+    start, end = P.paths(play, P.CONFIG.T, "reverse"), P.paths(play, 0, "reverse")
+    assert "t = 100" in start.layout.title.text and "t = 0" in end.layout.title.text
+    assert "Forward" in P.paths(play, 10, "forward").layout.title.text
+
+
+def test_a_drawing_becomes_the_data(quick):
+    img = np.zeros((256, 256, 4), np.uint8)
+    img[100:110, 30:220, 3] = 255  # a horizontal stroke
+    play = list(P.train(P.DRAWING, {"composite": img}, 0))[-1][3]
+    assert play.data[:, 1].std() < 0.2 * play.data[:, 0].std()
+
+
+@pytest.mark.parametrize("args, match", [
+    (("my drawing", None, 0), "Draw a few strokes"),
+    (("a cat", None, 0), "data must be one of"),
+    (("spiral", None, -1), "seed must be"),
+])
+def test_bad_inputs_get_messages(args, match):
+    with pytest.raises(ValueError, match=match):
+        list(P.train(*args))
+
+
+def test_paths_need_a_trained_playground_and_a_t_in_range(quick):
+    with pytest.raises(ValueError, match="Train the denoiser first"):
+        P.paths(None, 0, "reverse")
+    play = P.Playground(*(np.zeros((3, 4, 2), np.float32),) * 3, 0.1, 1.0)
+    with pytest.raises(ValueError, match=r"t must be in \[0, 2\]"):
+        P.paths(play, 3, "reverse")
