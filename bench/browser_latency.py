@@ -1,12 +1,13 @@
 """Click -> rendered in the browser, p50, for the diffusion and BLIP tabs' actions, beside the handler time of the
 same call.
 
-    python bench/browser_latency.py [--repeats 7] [--tabs diffusion blip]
+    python bench/browser_latency.py [--repeats 7] [--tabs diffusion blip reverse]
 
 Starts the app on loopback, drives headless Chromium (Debian's chromium) with Playwright, triggers each action inside
 the page as a person would (a button click, a slider moved by one step) and stops the clock, also inside the page,
 when the new output has loaded. Targets: a t change <= 100 ms, one chain step <= 100 ms, the VAE panel <= 150 ms;
-the first streamed caption token <= 150 ms and the whole caption <= 300 ms.
+the first streamed caption token <= 150 ms and the whole caption <= 300 ms; 20 denoising steps, every one streamed,
+<= 2 s to the final image.
 """
 
 from __future__ import annotations
@@ -66,6 +67,60 @@ async () => {
   }
   return null;
 }"""
+
+
+GENERATE_TIMES = """
+async () => {
+  const progress = () => document.querySelector('#denoise-progress').innerText;
+  const final = () => document.querySelector('#denoise-final img');
+  const before = final() ? final().src : '';
+  const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim() === '🎨 Generate');
+  const t0 = performance.now();
+  button.click();
+  let first = null;
+  while (performance.now() - t0 < 60000) {
+    if (first === null && /Step \\d+ \\/ 20/.test(progress())) first = performance.now() - t0;
+    const el = final();
+    if (/Done/.test(progress()) && el && el.src && el.src !== before && el.complete && el.naturalWidth > 0)
+      return [first, performance.now() - t0];
+    await new Promise(r => setTimeout(r, 2));
+  }
+  return null;
+}"""
+
+
+def generate_times(page, repeats: int) -> tuple[list[float], list[float]]:
+    """(ms to the first streamed step, ms to the final image) from the Generate click, with a new seed each time."""
+    first, whole = [], []
+    seed = page.locator("#denoise-seed input")
+    for k in range(repeats):
+        seed.fill(str(100 + k))
+        seed.press("Tab")
+        page.wait_for_timeout(300)
+        result = page.evaluate(GENERATE_TIMES)
+        if result is None:
+            raise RuntimeError("the generation did not finish within 60 s")
+        first.append(result[0] if result[0] is not None else float("nan"))
+        whole.append(result[1])
+        page.wait_for_timeout(1500)  # let the explainer's follow-up event finish
+    return first, whole
+
+
+def reverse_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]:
+    from timing import p50
+
+    from demos import denoise as tab
+
+    args = dict(prompt="a red circle", negative_prompt="", scheduler="DDIM", num_inference_steps=20,
+                guidance_scale=3.0, seed=0, size=32, pipeline="ldm", tier="bundled")
+    page.get_by_role("tab", name="Latent diffusion").click()
+    page.get_by_role("tab", name="2 · Reverse process from a prompt").click()
+    page.locator("#denoise-progress").wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    first, whole = generate_times(page, repeats)
+    return [("first step streamed (🎨 Generate, 20 steps)", p50(lambda: next(tab.generate(**args)), 10)[0], first,
+             300),
+            ("20 steps streamed, final image rendered", p50(lambda: list(tab.generate(**args)), 5)[0], whole, 2000)]
 
 
 def caption_times(page, repeats: int) -> tuple[list[float], list[float]]:
@@ -144,7 +199,8 @@ def blip_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--tabs", nargs="+", default=["diffusion", "blip"], choices=["diffusion", "blip"])
+    ap.add_argument("--tabs", nargs="+", default=["diffusion", "blip", "reverse"],
+                    choices=["diffusion", "blip", "reverse"])
     args = ap.parse_args()
     os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="lab-bench-"))
     from playwright.sync_api import sync_playwright
@@ -162,7 +218,7 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         page.goto(f"http://127.0.0.1:{port}", wait_until="load", timeout=90_000)
         for tab in args.tabs:
-            rows += {"diffusion": diffusion_rows, "blip": blip_rows}[tab](page, args.repeats)
+            rows += {"diffusion": diffusion_rows, "blip": blip_rows, "reverse": reverse_rows}[tab](page, args.repeats)
         browser.close()
     demo.close()
     print(f"bundled tier, {args.repeats} repeats, Chromium headless on this machine")

@@ -6,7 +6,7 @@
 - one step of a Stable-Diffusion-1.5-sized UNet (random init, the real architecture) at 512 px with guidance, plus a
   TAESD-sized preview decode, on this machine's device.
 
-    python bench/latency_ldm.py [--repeats 5] [--skip-sd]
+    python bench/latency_ldm.py [--repeats 5] [--skip-sd] [--sd-loop]
 
 Click -> rendered in the browser is measured by bench/browser_latency.py.
 """
@@ -70,16 +70,58 @@ def stable_diffusion_sized(device: torch.device) -> None:
                   p50(lambda: taesd.decode(x[:1]), repeats, warmup=1, sync=sync)))
 
 
+def stable_diffusion_loop(device: torch.device, steps: int = 25) -> None:
+    """Our own loop (mmcore.ldm.denoise) over SD-1.5-shaped random-init parts at 512 px: 25 DDIM steps with
+    guidance, with and without a TAESD-shaped preview of x0 at every step. Eager, SDPA attention; no torch.compile
+    (a compile would land on the first click). Meant for a GPU; minutes on a CPU."""
+    from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from mmcore.diffusion import VaeBundle
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    unet = UNet2DConditionModel(cross_attention_dim=768).to(device, dtype).eval()
+    text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                        num_attention_heads=12, max_position_embeddings=77)).to(device, dtype).eval()
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
+                        sample_size=512).to(device, dtype).eval()
+    taesd = VaeBundle(AutoencoderTiny().to(device, dtype).eval(), "tiny", 512, device, dtype)
+    sched = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1)
+    bundle = ldm.LdmBundle(unet, vae, text, ldm.clip_tokenizer(77), dict(sched.config),
+                           sched.alphas_cumprod.float(), device, dtype, preview=taesd, name="sd15-shaped")
+    req = ldm.Request("a photo of a cat", "", "DDIM", steps, 7.5, 0, 512)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+
+    def loop(previews: bool) -> None:
+        for step in ldm.denoise(bundle, req):
+            if previews:
+                ldm.decode(bundle, step.x0_pred, preview=True)
+
+    repeats = 5 if device.type == "cuda" else 1
+    plain = p50(lambda: loop(False), repeats, warmup=1, sync=sync)
+    with_previews = p50(lambda: loop(True), repeats, warmup=1, sync=sync)
+    print(row(f"SD-1.5-shaped, 512 px, {steps} DDIM steps + CFG, no previews ({device.type}, {dtype})", plain,
+              500 if device.type == "cuda" else None))
+    print(row("the same with a TAESD preview of x0 every step", with_previews, 500 if device.type == "cuda" else None))
+    print(f"{'preview overhead (with / without)':<58} {with_previews[0] / plain[0]:8.3f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-sd", action="store_true", help="leave out the Stable-Diffusion-sized step")
+    ap.add_argument("--sd-loop", action="store_true",
+                    help="also time 25 guided steps of an SD-1.5-shaped model at 512 px (for a GPU)")
     args = ap.parse_args()
     device = models.pick_device()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
     bundled(args.repeats)
     if not args.skip_sd:
         stable_diffusion_sized(device)
+    if args.sd_loop:
+        stable_diffusion_loop(device)
 
 
 if __name__ == "__main__":

@@ -89,11 +89,33 @@ def norm_figure(steps: list[ldm.Step]) -> go.Figure:
     return fig
 
 
-def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.55) -> Image.Image:
+def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """A heat map (h, w) in [0, 1] laid over `image`, bilinearly upsampled to its size."""
     side = image.width
     hm = Image.fromarray(viz.colormap(heat, 0.0, 1.0)).resize((side, side), Image.Resampling.BILINEAR)
     return Image.blend(image.convert("RGB"), hm, alpha)
+
+
+def _attention_caveat(pipeline: str, tier: str) -> str:
+    """What the bundled model's word maps are worth, as bench/eval_ldm.py measured it (from the model's metrics)."""
+    if tier != "bundled":
+        return ""
+    import json
+
+    spec = common.models.get_spec(pipeline, "bundled")
+    metrics_file = common.models.ASSETS / spec.source / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    colour, shape = (metrics.get(f"attention_peak_on_object_{k}_word") for k in ("colour", "shape"))
+    if colour is None or shape is None:
+        return ""
+    chance = metrics.get("object_area_share_dilated", float("nan"))
+    return (f"Measured on this small model (bench/eval_ldm.py): the colour word's map peaks on the drawn object for "
+            f"{colour:.0%} of single-object prompts and the shape word's for {shape:.0%}, where a uniform map would "
+            f"for about {chance:.0%}." + ("" if min(colour, shape) >= chance else
+            " So here a word's map does not show where the word was drawn: this small UNet reads the prompt "
+            "mostly at the start, end-of-text and padding positions (which the causal text encoder fills with a "
+            "summary of the sentence), and the object's pixels attend to the words themselves less than the "
+            "background's do."))
 
 
 def _clip_score(image: Image.Image, prompt: str, tier: str | None) -> str:
@@ -150,7 +172,7 @@ def generate(prompt: str, negative_prompt: str, scheduler: str, num_inference_st
           f"{req.guidance_scale:g}, seed {req.seed}, {req.size} px. {common.tier_label(pipeline, res)}")
     if word_maps is not None:
         md += (f"\n\nWord maps: cross-attention summed over {req.num_inference_steps} steps × {word_maps.layers} "
-               "layers × all heads, each scaled to its own peak.")
+               "layers × all heads, each scaled to its own peak. " + _attention_caveat(pipeline, res.tier))
     run = Run(pipeline, res.tier, req, steps)
     yield skip, skip, md, final, timeline, norm_figure(steps), words, run
 
@@ -164,10 +186,10 @@ def guidance(run: Run | None, step: float, guidance_scale: float) -> tuple[Image
     w = ldm.check_guidance(guidance_scale)
     bundle, _ = _bundle(run.family, run.tier)
     s = run.steps[i]
-    eps_u, eps_t = ldm.guidance_parts(bundle, run.request, s)
-    eps_w = ldm.guide(eps_u, eps_t, w)
-    eps = torch.cat([eps_u, eps_t, eps_w])  # (3, C, h, w)
-    x0 = torch.cat([ldm.x0_from_epsilon(bundle, s, e[None]) for e in eps])
+    out_u, out_t = ldm.guidance_parts(bundle, run.request, s)
+    parts = [ldm.implied(bundle, s, out) for out in (out_u, out_t, ldm.guide(out_u, out_t, w))]
+    eps = torch.cat([e for e, _ in parts])  # (3, C, h, w): eps_u, eps_t, guided eps
+    x0 = torch.cat([x for _, x in parts])
     pictures = ldm.decode(bundle, x0, preview=True)
     row = Image.new("RGB", (3 * PREVIEW + 16, PREVIEW), "white")
     for k in range(3):
@@ -176,11 +198,14 @@ def guidance(run: Run | None, step: float, guidance_scale: float) -> tuple[Image
     heat = Image.fromarray(viz.colormap(_channel_grid(eps.numpy()), -lim, lim))
     cell = max(1, 256 // heat.width)
     heat = heat.resize((heat.width * cell, heat.height * cell), Image.Resampling.NEAREST)
-    diff = float((eps_t - eps_u).pow(2).mean().sqrt())
+    diff = float((eps[1] - eps[0]).pow(2).mean().sqrt())
+    abar = float(bundle.alphas_cumprod[s.t])
     md = (f"Step {i + 1} of {len(run.steps)} (t = {s.t}). Rows: **ε_uncond** (the negative prompt, "
           f"“{run.request.negative_prompt}”), **ε_text** (“{run.request.prompt}”), and **ε = ε_u + {w:g}·(ε_t − ε_u)**"
-          f"; columns: the {eps.shape[1]} latent channels. rms(ε_t − ε_u) = {diff:.3f}: guidance multiplies this "
-          "difference by w. Below, left to right: the x̂₀ each prediction implies.")
+          f"; columns: the {eps.shape[1]} latent channels. rms(ε_t − ε_u) = {diff:.4f}: guidance multiplies this "
+          "difference by w. Right, left to right: the x̂₀ each prediction implies."
+          + (f" At this t, ᾱ_t = {abar:.1e}: x_t is almost all noise, so every ε̂ ≈ x_t and the prompt shows only in "
+             "x̂₀." if abar < 0.01 else ""))
     return heat, row, md
 
 
@@ -261,7 +286,7 @@ def build() -> dict:
             guidance_scale = gr.Slider(0, 15, value=guidance0, step=0.5,
                                        label="guidance scale w (1 = prompt only, 0 = ignore it)")
             with gr.Row():
-                seed = gr.Number(0, label="seed", precision=0, minimum=0)
+                seed = gr.Number(0, label="seed", precision=0, minimum=0, elem_id="denoise-seed")
                 size = gr.Number(size0, label="size (px)", precision=0, minimum=8)
             with gr.Row():
                 go_btn = gr.Button("🎨 Generate", variant="primary")
@@ -284,7 +309,7 @@ def build() -> dict:
     gr.Markdown("### Per-word cross-attention\nFor each word of the prompt, where the UNet looked while it drew: "
                 "the cross-attention probabilities to the word's tokens, summed over every step, layer and head, "
                 "over the final image (as DAAM does).")
-    words = gr.Gallery(label="word maps", columns=8, height=200, elem_id="denoise-words", object_fit="contain")
+    words = gr.Gallery(label="word maps", columns=6, height=230, elem_id="denoise-words", object_fit="contain")
 
     gr.Markdown("### The guidance explainer\nPick a step of the last run; moving w re-runs only that step.")
     with gr.Row():
@@ -317,11 +342,12 @@ def build() -> dict:
     prompt.submit(ui(generate), request, [xt_img, x0_img, progress, final_img, timeline, norm_plot, words, run],
                   api_visibility="private", concurrency_limit=2)
     stop_btn.click(None, None, None, cancels=[gen], api_visibility="private", queue=False)
-    gen.then(lambda r, s: (gr.Slider(maximum=len(r.steps), value=min(len(r.steps), s)) if r else gr.skip()),
-             [run, g_step], [g_step], api_visibility="private", queue=False)
     gr.on([g_step.release, g_w.release], ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note],
           api_name="diffusion_guidance", trigger_mode="always_last")
-    gen.then(ui(guidance), [run, g_step, guidance_scale], [g_eps, g_x0, g_note], api_visibility="private")
+    # after a run, the explainer opens at its middle step (near t = T every eps is about x_t, whatever the prompt)
+    gen.then(lambda r, w: (gr.Slider(maximum=len(r.steps), value=max(1, len(r.steps) // 2)), w) if r else
+             (gr.skip(), gr.skip()), [run, guidance_scale], [g_step, g_w], api_visibility="private", queue=False
+             ).then(ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note], api_visibility="private")
     cmp_btn.click(ui(compare), [prompt, negative, scheduler, sched_b, steps, guidance_scale, seed, size, pipeline,
                                 tier], [cmp_a, cmp_b, cmp_note], api_name="diffusion_compare", concurrency_limit=2)
     score_btn.click(ui(lambda image, p, t: _clip_score(common.user_image(image, "generated image"), p, t)),

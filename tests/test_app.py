@@ -14,7 +14,8 @@ def demo():
 def test_app_builds_with_every_tab(demo):
     assert isinstance(demo, gr.Blocks)
     tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
-    assert [t.label for t in tabs] == ["ViT", "CLIP", "BLIP", "Latent diffusion"]
+    assert [t.label for t in tabs] == ["ViT", "CLIP", "BLIP", "Latent diffusion", "1 · Forward process",
+                                       "2 · Reverse process from a prompt", "3 · 2-D playground"]
 
 
 def test_every_public_event_is_named_after_its_tab(demo):
@@ -25,7 +26,9 @@ def test_every_public_event_is_named_after_its_tab(demo):
                      "vit_draw", "clip_matrix", "clip_temperature", "clip_editable", "clip_zero_shot",
                      "clip_word_order", "diffusion_forward", "diffusion_curves", "diffusion_chain", "diffusion_strip",
                      "diffusion_latent", "diffusion_scene", "blip_scene", "blip_caption", "blip_attention",
-                     "blip_lens", "blip_vqa", "blip_match", "blip_swap", "blip_pipeline"):
+                     "blip_lens", "blip_vqa", "blip_match", "blip_swap", "blip_pipeline", "diffusion_generate",
+                     "diffusion_guidance", "diffusion_compare", "diffusion_clip_score", "diffusion_tokens",
+                     "diffusion_playground_train", "diffusion_playground_paths"):
         assert expected in names
 
 

@@ -42,6 +42,30 @@ def test_trainer_writes_loadable_weights_and_a_card(family, tmp_path, monkeypatc
         assert metrics["val_psnr_db"] > 0
 
 
+@pytest.mark.slow
+def test_the_ldm_trainer_writes_a_pipeline_diffusers_loads_as_is(tmp_path, monkeypatch):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from mmcore import ldm
+    from mmcore.train import ldm as trainer
+
+    out = tmp_path / "ldm"
+    monkeypatch.setattr(sys, "argv", ["train", "--steps", "2", "--batch-size", "8", "--train-scenes", "64",
+                                      "--preview-steps", "20", "--out", str(out)])
+    trainer.main()
+    torch.set_num_threads(2)
+    assert not [p for p in out.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)  # as a user would, no arguments
+    assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.text_encoder.dtype == pipe.unet.dtype == torch.float32
+    image = pipe("a red circle", num_inference_steps=2, height=32, width=32, output_type="np").images
+    assert image.shape == (1, 32, 32, 3)
+    bundle = ldm.load_ldm(str(out), torch.device("cpu"), torch.float32)
+    assert isinstance(bundle.preview, ldm.LatentPreview)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "--steps 2" in card and trainer.FINISH_SECTION in card and card.count("## ") >= 3
+
+
 def test_a_vit_becomes_blips_image_encoder_exactly(tmp_path):
     """The BLIP trainer can start its image encoder from the bundled ViT: same sizes, renamed weights, and query, key,
     value fused in that order into BLIP's qkv. The two encoders then compute the same tokens."""

@@ -70,6 +70,17 @@ def write_model_card(out: Path, *, title: str, summary: str, command: str, seed:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
+def replace_section(card: Path, heading: str, body: str) -> None:
+    """Put `heading` + `body` at the end of a markdown model card, replacing an earlier section of that heading (up to
+    the next "## ") and keeping every other section."""
+    text = card.read_text() if card.is_file() else ""
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start].rstrip("\n") + ("\n\n" + text[end + 1:] if end >= 0 else "")
+    card.write_text(text.rstrip("\n") + "\n\n" + heading + "\n\n" + body.strip("\n") + "\n")
+
+
 def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path, batch_size: int = 128,
               train_scenes: int = 40_000, world: str = "wide", extra: list | None = None) -> argparse.Namespace:
     """The command line every trainer shares; the defaults are the ones the committed weights were trained with."""

@@ -30,7 +30,16 @@ import torch.nn.functional as F
 
 from mmcore import clip as clip_mod
 from mmcore import ldm, models, shapes
-from mmcore.train.common import Clock, arguments, log, normalise, seed_everything, warmup_cosine, write_model_card
+from mmcore.train.common import (
+    Clock,
+    arguments,
+    log,
+    normalise,
+    replace_section,
+    seed_everything,
+    warmup_cosine,
+    write_model_card,
+)
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "ldm-shapes"
 SCENE = dict(min_objects=1, max_objects=2, one_large=True)  # single-object scenes hold one large shape
@@ -61,6 +70,25 @@ def encode_text(tokenizer, text_encoder, texts: list[str]) -> torch.Tensor:
     return text_encoder(ids).last_hidden_state
 
 
+def sampler(scheduler):
+    """The scheduler the folder ships with: DDIM, built from the training schedule's config (DDPM's own ancestral
+    sampler needs far more than 20 steps). Any other diffusers scheduler can be built from the same config."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(scheduler.config)
+
+
+def ship_ddim(out: Path) -> None:
+    """Swap a saved folder's scheduler for `sampler(...)`, rewriting scheduler/ and model_index.json consistently."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True, dtype=torch.float16,
+                                                   safety_checker=None, requires_safety_checker=False)
+    if not isinstance(pipe.scheduler, DDIMScheduler):
+        pipe.scheduler = sampler(pipe.scheduler)
+        pipe.save_pretrained(out, safe_serialization=True)
+
+
 def compute_in_float32(out: Path) -> None:
     """The weights are stored in fp16, but transformers 5 would also *run* the text encoder in the dtype its config
     names, beside a UNet and VAE that diffusers loads in fp32; say float32, so the folder runs as is."""
@@ -69,9 +97,10 @@ def compute_in_float32(out: Path) -> None:
 
 
 @torch.no_grad()
-def fit_preview(vae, latents: torch.Tensor, out: Path, n: int = 4096) -> float:
-    """Fit the fast preview decoder to the VAE's own decodes of `n` latents, save it in out/preview, and return its
-    PSNR (dB) against the VAE on other latents."""
+def fit_preview(vae, latents: torch.Tensor, out: Path, steps: int = 2000, n: int = 4096) -> float:
+    """Fit the fast preview decoder to the VAE's own decodes of up to `n` latents (four fifths at most), save it in
+    out/preview, and return its PSNR (dB) against the VAE on latents it was not fitted on."""
+    n = min(n, len(latents) * 4 // 5)
     fit, held = latents[:n], latents[n:n + 512]
     s = vae.config.scaling_factor
 
@@ -79,7 +108,7 @@ def fit_preview(vae, latents: torch.Tensor, out: Path, n: int = 4096) -> float:
         return torch.cat([vae.decode(z[i:i + 256] / s).sample.clamp(-1, 1) for i in range(0, len(z), 256)])
 
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    preview = ldm.LatentPreview(latents.shape[1], factor).fit(fit, vae_decode(fit))
+    preview = ldm.LatentPreview(latents.shape[1], factor).fit(fit, vae_decode(fit), steps=steps)
     preview.save(out / ldm.PREVIEW_DIR)
     mse = (preview.decode(held) - vae_decode(held)).pow(2).mean(dim=(1, 2, 3))
     value = float((10 * torch.log10(4 / mse)).mean())  # peak-to-peak 2 on the [-1, 1] scale
@@ -89,12 +118,26 @@ def fit_preview(vae, latents: torch.Tensor, out: Path, n: int = 4096) -> float:
     return value
 
 
+FINISH_SECTION = "## Shipped sampler and preview decoder"
+
+
+def note_finish(out: Path, psnr: float) -> None:
+    """Say in the model card what `finish` did, replacing an earlier note of the same kind."""
+    replace_section(out / "MODEL_CARD.md", FINISH_SECTION, (
+        "- The folder ships diffusers' `DDIMScheduler`, built from the training `DDPMScheduler`'s config "
+        "(v-prediction, cosine schedule, trailing timesteps); any diffusers scheduler can be built from it.\n"
+        f"- `preview/` holds `LatentPreview` (mmcore/ldm.py), a 42 k-parameter decoder for per-step previews that "
+        f"imitates the VAE's decoder: {psnr:.1f} dB PSNR against the VAE's own decodes on held-out latents. "
+        "diffusers' loader ignores the folder."))
+
+
 def main() -> None:
     args = arguments(__doc__, steps=4500, lr=5e-4, eval_scenes=0, out=OUT, batch_size=64, train_scenes=60_000,
                      world="classic", extra=[("--ema-decay", dict(type=float, default=0.999)),
-                                             ("--preview-only", dict(action="store_true",
-                                                                     help="only (re)fit the fast preview decoder "
-                                                                          "of the saved pipeline"))])
+                                             ("--preview-steps", dict(type=int, default=2000)),
+                                             ("--finish-only", dict(action="store_true",
+                                                                    help="only finish the saved pipeline: ship DDIM, "
+                                                                         "fit the fast preview decoder"))])
     clock = Clock()
     gen = seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -106,11 +149,13 @@ def main() -> None:
     text_encoder = ldm.text_encoder_from_open_clip(clip.model)
     tokenizer = ldm.clip_tokenizer(text_encoder.config.max_position_embeddings)
 
-    if args.preview_only:
+    if args.finish_only:
+        ship_ddim(args.out)
         compute_in_float32(args.out)
         images, _ = scenes(min(args.train_scenes, 6_000), args.world)
-        print(f"preview decoder: {fit_preview(vae, encode_latents(vae, images), args.out):.2f} dB PSNR against the "
-              "VAE on held-out latents", flush=True)
+        psnr = fit_preview(vae, encode_latents(vae, images), args.out, args.preview_steps)
+        note_finish(args.out, psnr)
+        print(f"preview decoder: {psnr:.2f} dB PSNR against the VAE on held-out latents", flush=True)
         return
     images, train_scenes = scenes(args.train_scenes, args.world)
     latents = encode_latents(vae, images)
@@ -134,7 +179,7 @@ def main() -> None:
     def save(step: int) -> None:
         export = ldm.bundled_parts(args.seed)[0]
         ema.copy_to(export.parameters())
-        pipe = ldm.assemble(export, vae, text_encoder, tokenizer, scheduler)
+        pipe = ldm.assemble(export, vae, text_encoder, tokenizer, sampler(scheduler))
         args.out.mkdir(parents=True, exist_ok=True)
         pipe.to(dtype=torch.float16).save_pretrained(args.out, safe_serialization=True)
         pipe.to(dtype=torch.float32)
@@ -181,7 +226,9 @@ def main() -> None:
             log(step, clock, loss=float(np.mean(losses[-50:])), lr=lr_sched.get_last_lr()[0])
         if step % 500 == 0 or step == args.steps:
             save(step)
-    print(f"preview decoder: {fit_preview(vae, latents, args.out):.2f} dB PSNR against the VAE", flush=True)
+    psnr = fit_preview(vae, latents, args.out, args.preview_steps)
+    note_finish(args.out, psnr)
+    print(f"preview decoder: {psnr:.2f} dB PSNR against the VAE", flush=True)
 
 
 if __name__ == "__main__":
