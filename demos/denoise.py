@@ -26,7 +26,7 @@ CSS = """
 #denoise-xt img, #denoise-x0 img, #denoise-final img, #denoise-compare img, #denoise-guidance img,
 #denoise-words img, #denoise-timeline img {image-rendering: pixelated;}
 """
-PRESETS = {  # what each model was made for: (scheduler, steps, guidance scale, size on the CPU)
+PRESETS = {  # what each model was made for: (scheduler, steps, guidance scale, size in pixels)
     "bundled": ("DDIM", 20, 3.0, 32),
     "ldm": ("Euler ancestral", 4, 1.0, 512),
     "ldm-sd15": ("DPM++ 2M", 20, 7.5, 512),
@@ -48,10 +48,12 @@ def _bundle(pipeline: str, tier: str | None) -> tuple[ldm.LdmBundle, common.mode
         raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
     bundle, res = common.load(pipeline, tier)
     if res.tier == "pretrained" and bundle.preview is None:  # TAESD decodes each step's preview in milliseconds
-        try:
-            bundle.preview, _ = common.load("taesd", "pretrained")
-        except Exception as exc:  # no TAESD: the previews use the full VAE, slower but right
-            print(f"[diffusion] previews without TAESD: {exc}", flush=True)
+        taesd = common.resolve("taesd", "pretrained")
+        if taesd.tier == "pretrained":  # never the bundled stand-in: it knows another latent space
+            try:
+                bundle.preview = common.models.load("taesd", "pretrained", local_files_only=not taesd.download)
+            except Exception as exc:  # no TAESD: the previews use the full VAE, slower but right
+                print(f"[diffusion] previews without TAESD: {exc}", flush=True)
     return bundle, res
 
 
@@ -75,7 +77,8 @@ def defaults(pipeline: str, tier: str | None) -> tuple[str, int, float, int, str
     note = (common.tier_label(pipeline, res) + "\n\n" +
             ("The bundled model knows only the Shapes world at 32 px: ask for colours and shapes, e.g. "
              "“a red circle” or “a blue star and a green square”." if res.tier == "bundled" else
-             "A CPU preset: expect tens of seconds per image at 512 px without a GPU."))
+             "A CPU preset: without a GPU, expect a few seconds per step at 512 px." if common.models.pick_device(
+             ).type == "cpu" else "Stable Diffusion's own settings, on the GPU."))
     return scheduler, steps, guidance, size, note
 
 
@@ -122,6 +125,7 @@ def _clip_score(image: Image.Image, prompt: str, tier: str | None) -> str:
     """The CLIP tab's cosine between the result and the prompt."""
     from mmcore import clip as C
 
+    prompt = ldm.check_prompt(prompt)
     if not prompt:
         return "The prompt is empty: nothing to score against."
     bundle, res = common.load("clip", tier)
@@ -215,23 +219,30 @@ def compare(prompt: str, negative_prompt: str, scheduler_a: str, scheduler_b: st
     """Two schedulers from the same x_T: each one's timeline of predicted x0 as a strip, final image last."""
     bundle, _ = _bundle(pipeline, tier)
     strips, notes = [], []
-    for name in (scheduler_a, scheduler_b):
-        req = ldm.Request.checked(bundle, prompt, negative_prompt, name, num_inference_steps, guidance_scale, seed,
-                                  size)
+    requests = [ldm.Request.checked(bundle, prompt, negative_prompt, name, num_inference_steps, guidance_scale, seed,
+                                    size) for name in (scheduler_a, scheduler_b)]  # both checked before either runs
+    for name, req in zip((scheduler_a, scheduler_b), requests):
         start = time.perf_counter()
         steps = list(ldm.denoise(bundle, req))
-        x0 = ldm.decode(bundle, torch.cat([s.x0_pred for s in steps]), preview=True)
+        x0 = torch.cat([ldm.decode(bundle, torch.cat([s.x0_pred for s in steps[k:k + 8]]), preview=True)
+                        for k in range(0, len(steps), 8)])  # in chunks: at 512 px a whole run at once is GBs
         final = ldm.decode(bundle, steps[-1].latents)
         cells = [_picture(x0[k:k + 1], 96) for k in range(len(steps))] + [_picture(final, 96)]
         strip = Image.new("RGB", (len(cells) * 100 - 4, 96), "white")
         for k, c in enumerate(cells):
-            strip.paste(c.resize((96, 96), Image.Resampling.NEAREST), (k * 100, 0))
+            strip.paste(c.resize((96, 96), Image.Resampling.NEAREST if c.width <= 96 else Image.Resampling.BOX),
+                        (k * 100, 0))
         strips.append(strip)
         notes.append(f"**{name}**: {time.perf_counter() - start:.2f} s")
     md = (f"Same seed ({int(seed)}), same x_T, {int(num_inference_steps)} steps each: predicted x̂₀ after every step, "
           "the final image last. " + " · ".join(notes) + ". Deterministic samplers (DDIM, Euler, DPM++) follow the "
           "probability-flow path; DDPM and Euler ancestral add fresh noise at every step and may end elsewhere.")
     return strips[0], strips[1], md
+
+
+def clip_score(image, prompt: str, tier: str | None) -> str:
+    """The CLIP tab's cosine between the generated image and the prompt."""
+    return _clip_score(common.user_image(image, "generated image"), prompt, tier)
 
 
 def text_encoder_panel(prompt: str, pipeline: str, tier: str | None) -> str:
@@ -247,13 +258,9 @@ def text_encoder_panel(prompt: str, pipeline: str, tier: str | None) -> str:
         from mmcore import clip as C
 
         clip_bundle, _ = common.load("clip", "bundled")
-        ids = clip_bundle.tokenizer([prompt])
-        m = clip_bundle.model
-        with torch.inference_mode():
-            theirs = m.ln_final(m.transformer(m.token_embedding(ids) + m.positional_embedding, attn_mask=m.attn_mask))
-            ours = bundle.text_encoder(ids).last_hidden_state.float()
-        end = len(tokens)
-        delta = float((ours[:, :end] - theirs[:, :end].float()).abs().max())
+        theirs = C.token_features(clip_bundle, [prompt])  # (1, L, D): the CLIP tab's own text tower
+        end = len(tokens)  # up to the end token: the two tokenizers pad differently after it
+        delta = float((features[:, :end].float().cpu() - theirs[:, :end]).abs().max())
         md += (f"\n\nThese are the **CLIP tab's text tower** (open_clip, `{C.WEIGHTS_FILE}`) converted to "
                f"transformers' CLIPTextModel: max |Δ| between the two on this prompt = **{delta:.1e}** "
                "(fp16 storage). Stable Diffusion 1.5 uses OpenAI CLIP ViT-L/14's text tower the same way.")
@@ -336,22 +343,20 @@ def build() -> dict:
     ui = common.show_errors
     run = gr.State(None)
     request = [prompt, negative, scheduler, steps, guidance_scale, seed, size, pipeline, tier]
-    gen = go_btn.click(ui(generate), request,
-                       [xt_img, x0_img, progress, final_img, timeline, norm_plot, words, run],
-                       api_name="diffusion_generate", concurrency_limit=2)
-    prompt.submit(ui(generate), request, [xt_img, x0_img, progress, final_img, timeline, norm_plot, words, run],
-                  api_visibility="private", concurrency_limit=2)
+    unet = {"concurrency_id": "diffusion_unet", "concurrency_limit": 2}  # every event that runs the UNet shares 2
+    gen = gr.on([go_btn.click, prompt.submit], ui(generate), request,
+                [xt_img, x0_img, progress, final_img, timeline, norm_plot, words, run],
+                api_name="diffusion_generate", **unet)
     stop_btn.click(None, None, None, cancels=[gen], api_visibility="private", queue=False)
     gr.on([g_step.release, g_w.release], ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note],
-          api_name="diffusion_guidance", trigger_mode="always_last")
+          api_name="diffusion_guidance", trigger_mode="always_last", **unet)
     # after a run, the explainer opens at its middle step (near t = T every eps is about x_t, whatever the prompt)
-    gen.then(lambda r, w: (gr.Slider(maximum=len(r.steps), value=max(1, len(r.steps) // 2)), w) if r else
+    gen.success(lambda r, w: (gr.Slider(maximum=len(r.steps), value=max(1, len(r.steps) // 2)), w) if r else
              (gr.skip(), gr.skip()), [run, guidance_scale], [g_step, g_w], api_visibility="private", queue=False
-             ).then(ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note], api_visibility="private")
+             ).then(ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note], api_visibility="private", **unet)
     cmp_btn.click(ui(compare), [prompt, negative, scheduler, sched_b, steps, guidance_scale, seed, size, pipeline,
-                                tier], [cmp_a, cmp_b, cmp_note], api_name="diffusion_compare", concurrency_limit=2)
-    score_btn.click(ui(lambda image, p, t: _clip_score(common.user_image(image, "generated image"), p, t)),
-                    [final_img, prompt, tier], [score], api_name="diffusion_clip_score")
+                                tier], [cmp_a, cmp_b, cmp_note], api_name="diffusion_compare", **unet)
+    score_btn.click(ui(clip_score), [final_img, prompt, tier], [score], api_name="diffusion_clip_score")
     tokens_btn.click(ui(text_encoder_panel), [prompt, pipeline, tier], [tokens_md], api_name="diffusion_tokens")
     gr.on([pipeline.change, tier.change], ui(defaults), [pipeline, tier],
           [scheduler, steps, guidance_scale, size, tier_note], api_visibility="private", queue=False)

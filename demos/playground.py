@@ -79,9 +79,12 @@ def paths(play: Playground | None, t: float, direction: str) -> go.Figure:
     return toy2d.paths_figure(play.data, play.reverse if direction == "reverse" else play.forward, t, direction)
 
 
-def preview(source: str, sketch, seed: float) -> go.Figure:
-    """The chosen data before training: the density the samples should end in."""
+def preview(source: str, sketch, seed: float):
+    """The chosen data before training: the density the samples should end in (nothing yet for an empty canvas)."""
     seed = common.whole_number(seed, "seed", 0, 2**31 - 1)
+    if source == DRAWING and (not isinstance(sketch, dict) or sketch.get("composite") is None
+                              or not np.asarray(sketch["composite"]).any()):
+        return gr.skip()
     data = _points(source, sketch, seed)
     return toy2d.paths_figure(data, np.stack([data, data]), 0, "forward", n_lines=0)  # t = 0: the data alone
 

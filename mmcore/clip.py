@@ -514,6 +514,16 @@ def encode_texts(bundle: ClipBundle, texts: Sequence[str]) -> torch.Tensor:
     return torch.stack([_EMBEDDINGS.get(k) for k in keys])
 
 
+@torch.inference_mode()
+def token_features(bundle: ClipBundle, texts: Sequence[str]) -> torch.Tensor:
+    """The text tower's per-token features (B, L, D) before pooling and projection: what a Stable Diffusion UNet reads.
+    Float32 on the CPU."""
+    m = bundle.model
+    ids = bundle.tokenizer(list(texts)).to(bundle.device)
+    x = m.token_embedding(ids) + m.positional_embedding.to(m.token_embedding.weight.dtype)
+    return m.ln_final(m.transformer(x, attn_mask=m.attn_mask)).float().cpu()
+
+
 register(ModelSpec(
     family="clip", tier="bundled", name="clip-shapes", source="models/clip-shapes", loader=load_clip,
     size_mb=folder_mb("models/clip-shapes"), licence="MIT",

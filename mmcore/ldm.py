@@ -77,16 +77,19 @@ def text_encoder_from_open_clip(model) -> torch.nn.Module:
     """An open_clip CLIP's text tower as a transformers CLIPTextModel with the same weights. Both are the same network
     (token + position embeddings, pre-LN blocks with causal self-attention, a final LayerNorm), so last_hidden_state
     equals open_clip's token features; the projection and pooling that CLIP adds on top are not used by diffusion."""
+    from open_clip.transformer import QuickGELU
     from transformers import CLIPTextConfig, CLIPTextModel
 
     sd = {k: v.float() for k, v in model.state_dict().items() if not k.startswith("visual.")}
     context, width = sd["positional_embedding"].shape
     blocks = model.transformer.resblocks
+    quick = isinstance(blocks[0].mlp.gelu, QuickGELU)  # OpenAI's CLIP towers use x * sigmoid(1.702 x)
     config = CLIPTextConfig(
         vocab_size=sd["token_embedding.weight"].shape[0], hidden_size=width,
         intermediate_size=sd["transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
         num_hidden_layers=len(blocks), num_attention_heads=blocks[0].attn.num_heads,
-        max_position_embeddings=context, hidden_act="gelu", layer_norm_eps=blocks[0].ln_1.eps,
+        max_position_embeddings=context, hidden_act="quick_gelu" if quick else "gelu",
+        layer_norm_eps=blocks[0].ln_1.eps,
         projection_dim=sd["text_projection"].shape[1], bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
     ours = {
         "embeddings.token_embedding.weight": sd["token_embedding.weight"],
@@ -105,6 +108,14 @@ def text_encoder_from_open_clip(model) -> torch.nn.Module:
                      dst + f"layer_norm2.{name}": sd[src + f"ln_2.{name}"],
                      dst + f"mlp.fc1.{name}": sd[src + f"mlp.c_fc.{name}"],
                      dst + f"mlp.fc2.{name}": sd[src + f"mlp.c_proj.{name}"]}
+    used = {"token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias"} | {
+        f"transformer.resblocks.{i}.{part}.{name}" for i in range(len(blocks)) for name in ("weight", "bias")
+        for part in ("ln_1", "ln_2", "attn.out_proj", "mlp.c_fc", "mlp.c_proj")} | {
+        f"transformer.resblocks.{i}.attn.in_proj_{name}" for i in range(len(blocks)) for name in ("weight", "bias")}
+    ignored = {"text_projection", "logit_scale", "logit_bias", "attn_mask"}  # CLIP's head, not the token features
+    left = sorted(set(sd) - used - ignored)
+    if left:  # e.g. LayerScale (ls_1, ls_2) or attention pooling, which CLIPTextModel has no place for
+        raise ValueError(f"this open_clip text tower has weights CLIPTextModel cannot hold: {left[:5]}")
     encoder = CLIPTextModel(config)
     missing, unexpected = encoder.load_state_dict(ours, strict=False)
     missing = [k for k in missing if "position_ids" not in k]
@@ -251,7 +262,9 @@ def load_ldm(source: str, device: torch.device, dtype: torch.dtype, local_files_
     pipe.to(device)
     for part in (pipe.unet, pipe.vae, pipe.text_encoder):
         part.eval().requires_grad_(False)
-    preview = LatentPreview.load(folder / PREVIEW_DIR) if (folder / PREVIEW_DIR / "config.json").is_file() else None
+    install_router(pipe.unet)  # per-word attention maps can then be recorded per request (attention_run)
+    local = folder.is_dir() and (folder / PREVIEW_DIR / "config.json").is_file()
+    preview = LatentPreview.load(folder / PREVIEW_DIR) if local else None
     return LdmBundle(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config),
                      pipe.scheduler.alphas_cumprod.float(), device, dtype, preview=preview, name=Path(source).name)
 
@@ -268,6 +281,11 @@ SCHEDULERS = {  # the name a user picks -> diffusers class name; each is built f
     "Euler ancestral": "EulerAncestralDiscreteScheduler",
     "DPM++ 2M": "DPMSolverMultistepScheduler",
 }
+
+
+def _small(bundle: LdmBundle) -> bool:
+    """A model small enough that no request can keep a CPU busy for long (the bundled one, 32 px)."""
+    return bundle.default_size <= 64
 
 
 def check_prompt(prompt, name: str = "prompt") -> str:
@@ -296,10 +314,13 @@ def check_guidance(guidance_scale) -> float:
     return value
 
 
+CPU_WORK = 100  # on a CPU, steps x (size / model size)^2 x (2 with guidance) at most: SD-1.5 at 512 px, 50 steps
+
 def check_size(size, bundle: LdmBundle) -> int:
-    """A square side in pixels: a multiple of 8 (and of the VAE's factor), at most 2x the model's own size."""
+    """A square side in pixels: a multiple of 8 (and of the VAE's factor), at most 2x the model's own size (1x for a
+    large model on a CPU)."""
     value = _finite(size, "size")
-    largest = 2 * bundle.default_size
+    largest = 2 * bundle.default_size if _small(bundle) or bundle.device.type != "cpu" else bundle.default_size
     step = max(8, bundle.vae_factor)
     if value != int(value) or value % step or not step <= value <= largest:
         raise ValueError(f"size must be a multiple of {step} from {step} to {largest} pixels for this model "
@@ -366,9 +387,18 @@ class Request:
                 seed, size) -> Request:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
-        return cls(check_prompt(prompt), check_prompt(negative_prompt, "negative_prompt"), scheduler,
-                   check_steps(num_inference_steps), check_guidance(guidance_scale), check_seed(seed),
-                   check_size(size, bundle))
+        request = cls(check_prompt(prompt), check_prompt(negative_prompt, "negative_prompt"), scheduler,
+                      check_steps(num_inference_steps), check_guidance(guidance_scale), check_seed(seed),
+                      check_size(size, bundle))
+        if bundle.device.type == "cpu" and not _small(bundle):
+            work = (request.num_inference_steps * (request.size / bundle.default_size) ** 2
+                    * (2 if request.guidance_scale != 1.0 else 1))
+            if work > CPU_WORK:
+                raise ValueError(f"On a CPU this model takes several seconds a step: {request.num_inference_steps} "
+                                 f"steps at {request.size} px{' with guidance' if request.guidance_scale != 1 else ''}"
+                                 f" would take many minutes. Use fewer steps, a smaller size or w = 1 (steps x "
+                                 f"(size / {bundle.default_size})² x 2 with guidance must stay ≤ {CPU_WORK}).")
+        return request
 
 
 @dataclass
@@ -418,37 +448,40 @@ def to_epsilon_and_x0(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: float,
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
-def initial_latents(bundle: LdmBundle, size: int, seed: int) -> torch.Tensor:
-    """x_T ~ N(0, I) of shape (1, C, size / f, size / f), drawn on the CPU from `seed` so every device gives the
-    same picture for the same seed."""
+def initial_latents(bundle: LdmBundle, size: int, generator: torch.Generator) -> torch.Tensor:
+    """x_T ~ N(0, I) of shape (1, C, size / f, size / f), drawn on the CPU from `generator` (seeded by the request) so
+    every device gives the same picture for the same seed. The same generator then feeds the ancestral samplers'
+    fresh noise, as in diffusers' pipelines, so the first of those draws is not x_T over again."""
     side = size // bundle.vae_factor
-    shape = (1, bundle.unet.config.in_channels, side, side)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    return torch.randn((1, bundle.unet.config.in_channels, side, side), generator=generator)
 
 
-def _unet(bundle: LdmBundle, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
-    return bundle.unet(x.to(bundle.device, bundle.dtype), t, encoder_hidden_states=cond).sample.float().cpu()
+def _unet(bundle: LdmBundle, x: torch.Tensor, t, cond: torch.Tensor, recorder: CrossAttentionRecorder | None = None
+          ) -> torch.Tensor:
+    kwargs = {} if recorder is None else {"cross_attention_kwargs": {"recorder": recorder}}
+    return bundle.unet(x.to(bundle.device, bundle.dtype), t, encoder_hidden_states=cond.to(bundle.device),
+                       **kwargs).sample.float().cpu()
 
 
 @torch.inference_mode()
-def predict(bundle: LdmBundle, x_t: torch.Tensor, t: int, cond: torch.Tensor, uncond: torch.Tensor | None
-            ) -> tuple[torch.Tensor | None, torch.Tensor]:
+def predict(bundle: LdmBundle, x_t: torch.Tensor, t: int, cond: torch.Tensor, uncond: torch.Tensor | None,
+            recorder: CrossAttentionRecorder | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The UNet's raw outputs at x_t (DDPM convention), without and with the prompt: (out_uncond or None, out_text).
     With an unconditional branch both come from one batch of two, as in Stable Diffusion."""
     if uncond is None:
-        return None, _unet(bundle, x_t, t, cond)
-    out_u, out_t = _unet(bundle, torch.cat([x_t, x_t]), t, torch.cat([uncond, cond])).chunk(2)
+        return None, _unet(bundle, x_t, t, cond, recorder)
+    out_u, out_t = _unet(bundle, torch.cat([x_t, x_t]), t, torch.cat([uncond, cond]), recorder).chunk(2)
     return out_u, out_t
 
 
 def implied(bundle: LdmBundle, step: Step, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(eps, x0) that a raw UNet output implies at this step's x_t. Computed from the output itself, so x0 stays exact
-    near t = T, where dividing by sqrt(abar_t) would not be."""
+    """(eps, x0) that a raw UNet output implies at this step's x_t. Computed from the output itself: for v-prediction
+    x0 then stays exact near t = T, where dividing an eps by sqrt(abar_t) would not."""
     return to_epsilon_and_x0(output, step.x_t, float(bundle.alphas_cumprod[step.t]), bundle.prediction_type)
 
 
 def denoise(bundle: LdmBundle, request: Request, cancel: threading.Event | None = None,
-            x_T: torch.Tensor | None = None) -> Iterator[Step]:
+            x_T: torch.Tensor | None = None, recorder: CrossAttentionRecorder | None = None) -> Iterator[Step]:
     """The reverse process, one `Step` per scheduler timestep: exactly `num_inference_steps` of them, unless `cancel`
     is set, which stops the loop before the next UNet call (so within one step).
 
@@ -464,14 +497,14 @@ def denoise(bundle: LdmBundle, request: Request, cancel: threading.Event | None 
     scheduler = make_scheduler(request.scheduler, bundle)
     scheduler.set_timesteps(request.num_inference_steps)
     generator = torch.Generator().manual_seed(request.seed)
-    latents = (initial_latents(bundle, request.size, request.seed) if x_T is None else x_T.clone())
+    latents = initial_latents(bundle, request.size, generator) if x_T is None else x_T.clone()
     latents = latents * scheduler.init_noise_sigma
     # 3. the loop
     for i, t in enumerate(scheduler.timesteps):
         if cancel is not None and cancel.is_set():
             return
         x_t = scheduler.scale_model_input(latents, t)  # Euler keeps x_t / sqrt(abar_t); this undoes it
-        out_u, out_t = predict(bundle, x_t, int(t), cond, uncond)
+        out_u, out_t = predict(bundle, x_t, int(t), cond, uncond, recorder)
         output = guide(out_u, out_t, request.guidance_scale)  # guidance is linear: guiding eps or v is the same
         alpha_bar = float(bundle.alphas_cumprod[int(t)])
         eps, x0 = to_epsilon_and_x0(output, x_t, alpha_bar, bundle.prediction_type)
@@ -494,33 +527,61 @@ def decode(bundle: LdmBundle, latents: torch.Tensor, preview: bool = False) -> t
 # ------------------------------------------------------------------------------- per-word cross-attention (DAAM)
 
 class CrossAttentionRecorder:
-    """A diffusers attention processor for the UNet's cross-attention layers (attn2) that computes
-    softmax(Q K^T / sqrt(d)) V as the default processor does and adds the probabilities of the prompt's batch half,
-    summed over heads and upsampled to one latent-sized map per token, into `self.maps` (L, h, w)."""
+    """Collects one request's cross-attention: for each call, softmax(Q K^T / sqrt(d)) of the prompt's image (the last
+    of the batch: with guidance the batch is [unconditional, prompt]), summed over heads and resized to the latent's
+    side, is added into `maps` (L, side, side). Handed to the UNet per call (cross_attention_kwargs), never installed,
+    so requests running at once on one shared model each see only their own attention."""
 
-    def __init__(self, side: int, guided: bool) -> None:
-        self.side = side  # the latent side: every layer's map is resized to it
-        self.guided = guided  # with guidance the batch is [unconditional, prompt]: keep the prompt's half
+    def __init__(self, side: int) -> None:
+        self.side = side
         self.maps: torch.Tensor | None = None
         self.calls = 0
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+    def attend(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+               attention_mask: torch.Tensor | None) -> torch.Tensor:
         import torch.nn.functional as F
 
-        batch, n, _ = hidden_states.shape  # (B, h w, C): Transformer2DModel hands over flattened pixels
+        batch, n, _ = hidden_states.shape  # (B, h w, C): Transformer2DModel hands over flattened pixels, row-major
         query = attn.head_to_batch_dim(attn.to_q(hidden_states))  # (B heads, h w, d)
         key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))  # (B heads, L, d)
         value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
         probs = attn.get_attention_scores(query, key, attention_mask)  # (B heads, h w, L), rows sum to 1
         out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(torch.bmm(probs, value))))
         side = math.isqrt(n)
-        per_image = probs.float().view(batch, attn.heads, n, -1).sum(1)  # (B, h w, L): heads summed
-        mine = per_image[-1]  # the prompt's image (the last of the batch)
+        mine = probs.float().view(batch, attn.heads, n, -1)[-1].sum(0)  # (h w, L): the prompt's image, heads summed
         grid = mine.T.reshape(1, -1, side, side)  # (1, L, side, side)
-        grid = F.interpolate(grid, size=(self.side, self.side), mode="bilinear", align_corners=False)[0]
+        grid = F.interpolate(grid, size=(self.side, self.side), mode="bilinear", align_corners=False)[0].cpu()
         self.maps = grid if self.maps is None else self.maps + grid
         self.calls += 1
         return out / attn.rescale_output_factor
+
+
+class AttentionRouter:
+    """The processor installed on every attention layer of the UNet: it runs the layer's own processor (SDPA), unless
+    the call carries a CrossAttentionRecorder and the layer is a cross-attention one; then the recorder computes it."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 recorder: CrossAttentionRecorder | None = None):
+        plain = (attn.norm_cross or attn.group_norm is not None or attn.spatial_norm is not None
+                 or attn.residual_connection)  # layouts the recorder does not reproduce: no map from them
+        if recorder is None or encoder_hidden_states is None or hidden_states.ndim != 3 or plain:
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        return recorder.attend(attn, hidden_states, encoder_hidden_states, attention_mask)
+
+
+_ROUTING = threading.Lock()
+
+
+def install_router(unet: torch.nn.Module) -> None:
+    """Put an AttentionRouter in front of every attention processor of `unet`, once."""
+    with _ROUTING:
+        processors = unet.attn_processors
+        if not all(isinstance(p, AttentionRouter) for p in processors.values()):
+            unet.set_attn_processor({k: p if isinstance(p, AttentionRouter) else AttentionRouter(p)
+                                     for k, p in processors.items()})
 
 
 @dataclass
@@ -553,13 +614,9 @@ def attention_run(bundle: LdmBundle, request: Request, cancel: threading.Event |
                   ) -> Iterator[Step | WordMaps]:
     """`denoise` with the cross-attention recorded: its Steps, then the prompt's WordMaps."""
     side = request.size // bundle.vae_factor
-    recorder = CrossAttentionRecorder(side, guided=request.guidance_scale != 1.0)
-    saved = bundle.unet.attn_processors
-    bundle.unet.set_attn_processor({k: recorder if k.endswith("attn2.processor") else v for k, v in saved.items()})
-    try:
-        yield from denoise(bundle, request, cancel)
-    finally:
-        bundle.unet.set_attn_processor(saved)
+    install_router(bundle.unet)
+    recorder = CrossAttentionRecorder(side)
+    yield from denoise(bundle, request, cancel, recorder=recorder)
     _, tokens = encode_prompt(bundle, request.prompt)
     words = words_of(tokens)
     if recorder.maps is None or not words:

@@ -36,6 +36,7 @@ from mmcore.diffusion import forward_step
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler
 
+_INIT_LOCK = threading.Lock()
 PRESETS = ("spiral", "two moons", "rings", "eight gaussians", "checkerboard")
 SCHEDULES = ("squaredcos_cap_v2", "linear")  # diffusers' names
 MIN_N, MAX_N = 10, 5000  # points per cloud / per sampling run
@@ -285,7 +286,9 @@ def train(points: np.ndarray, cfg: Toy2DConfig | None = None, seed: int = 0,
     cfg = cfg or Toy2DConfig()
     seed = _whole(seed, "seed", 0, MAX_SEED)
     scheduler = make_scheduler(cfg)
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the caller's global RNG
+    # seeded initial weights without touching the caller's global RNG; the lock keeps two trainings at once (two
+    # students) from seeding each other's weights
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Denoiser(cfg)
     g = torch.Generator().manual_seed(seed)

@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from demos import denoise
-from mmcore import ldm
 
 ARGS = dict(prompt="a red circle", negative_prompt="", scheduler="DDIM", num_inference_steps=3, guidance_scale=3.0,
             seed=1, size=16, pipeline="ldm", tier="pretrained")
@@ -89,4 +88,11 @@ def test_word_maps_overlay_keeps_the_image_size():
 
     out = denoise.overlay(img, np.eye(8))
     assert out.size == (64, 64) and out.tobytes() != img.tobytes()
-    assert ldm.MAX_PROMPT_CHARS == 500
+
+
+def test_clip_score_checks_the_prompt(tiny_pretrained):
+    img = Image.new("RGB", (32, 32), "white")
+    with pytest.raises(ValueError, match="at most 500"):
+        denoise.clip_score(img, "x" * 10_000, "pretrained")
+    assert "CLIP cosine(image, prompt) = " in denoise.clip_score(img, "a red circle", "pretrained")
+    assert "empty" in denoise.clip_score(img, "", "pretrained")

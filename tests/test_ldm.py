@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmcore import ldm, models
+from mmcore import clip, ldm, models
 
 PROMPTS = ["a red circle", "A Blue  square to the left of an orange star", "", "two objects: a small purple hexagon",
            "naïve café, with punctuation!"]
@@ -23,15 +23,7 @@ def tiny(tiny_dirs) -> ldm.LdmBundle:
 
 @pytest.fixture(scope="module")
 def bundled_clip():
-    from mmcore import clip
-
     return clip.load_clip(str(models.ASSETS / "models" / "clip-shapes"), torch.device("cpu"), torch.float32)
-
-
-def _open_clip_token_features(model, ids: torch.Tensor) -> torch.Tensor:
-    """open_clip's text tower up to its final LayerNorm: the token features (B, L, D) before pooling."""
-    x = model.token_embedding(ids) + model.positional_embedding
-    return model.ln_final(model.transformer(x, attn_mask=model.attn_mask))
 
 
 # ------------------------------------------------------------------------------------------------ the text encoder
@@ -50,12 +42,39 @@ def test_converted_text_tower_gives_open_clips_token_features(bundled_clip):
     model = bundled_clip.model
     encoder = ldm.text_encoder_from_open_clip(model)
     ids = bundled_clip.tokenizer(PROMPTS)  # open_clip's own ids, zero-padded
+    theirs = clip.token_features(bundled_clip, PROMPTS)
     with torch.no_grad():
         ours = encoder(ids).last_hidden_state
-        theirs = _open_clip_token_features(model, ids)
         pooled = encoder(ids).pooler_output @ model.text_projection  # the EOS token's feature, projected
         assert (ours - theirs).abs().max() <= 1e-4
         assert torch.allclose(pooled, model.encode_text(ids), atol=1e-4)  # CLIP's text embedding too
+
+
+def _tiny_tower(**text_cfg):
+    import open_clip
+
+    torch.manual_seed(0)
+    quick = text_cfg.pop("quick_gelu", False)
+    return open_clip.CLIP(embed_dim=16, quick_gelu=quick,
+                          vision_cfg={"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
+                          text_cfg={"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 2,
+                                    **text_cfg}).eval()
+
+
+def test_openais_quick_gelu_towers_convert_too():
+    model = _tiny_tower(quick_gelu=True)
+    encoder = ldm.text_encoder_from_open_clip(model)
+    assert encoder.config.hidden_act == "quick_gelu"
+    ids = torch.randint(0, 49408, (2, 16))
+    with torch.no_grad():
+        x = model.token_embedding(ids) + model.positional_embedding
+        theirs = model.ln_final(model.transformer(x, attn_mask=model.attn_mask))
+        assert (encoder(ids).last_hidden_state - theirs).abs().max() <= 1e-5
+
+
+def test_a_tower_with_weights_clip_text_model_cannot_hold_is_refused():
+    with pytest.raises(ValueError, match="ls_1"):
+        ldm.text_encoder_from_open_clip(_tiny_tower(ls_init_value=0.1))  # LayerScale
 
 
 def test_the_bundled_pipeline_shares_the_clip_tabs_text_weights(bundled_clip):
@@ -64,9 +83,9 @@ def test_the_bundled_pipeline_shares_the_clip_tabs_text_weights(bundled_clip):
         pytest.skip("ldm-shapes is not trained yet")
     bundle = ldm.load_ldm(str(folder), torch.device("cpu"), torch.float32)
     ids = bundled_clip.tokenizer(["a green star above a red square"])
+    theirs = clip.token_features(bundled_clip, ["a green star above a red square"])
     with torch.no_grad():
         ours = bundle.text_encoder(ids).last_hidden_state
-        theirs = _open_clip_token_features(bundled_clip.model, ids)
     assert (ours - theirs).abs().max() <= 2e-2  # fp16 storage of the same weights
 
 
@@ -87,19 +106,22 @@ def test_the_tiny_pipeline_loads_as_is_with_diffusers(tiny_dirs):
     assert image.shape == (1, 16, 16, 3)
 
 
-def test_our_loop_equals_the_diffusers_pipeline(tiny, tiny_dirs):
-    """Same noise, same prompt, same scheduler: our numbered loop lands on the pipeline's latents."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+@pytest.mark.parametrize("scheduler", list(ldm.SCHEDULERS))
+def test_our_loop_equals_the_diffusers_pipeline(tiny, tiny_dirs, scheduler):
+    """Same seed, same prompt, same scheduler: our numbered loop lands on the pipeline's latents, for every scheduler
+    (Euler's scaled inputs, the ancestral samplers' fresh noise from the one seeded generator, DPM++'s history)."""
+    import diffusers
+    from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_dirs["ldm"], local_files_only=True, safety_checker=None,
                                                    requires_safety_checker=False)
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    req = _request(num_inference_steps=5, guidance_scale=4.0)
-    x_T = ldm.initial_latents(tiny, req.size, req.seed)
-    theirs = pipe(req.prompt, num_inference_steps=5, guidance_scale=4.0, height=16, width=16, latents=x_T.clone(),
-                  output_type="latent").images
+    pipe.scheduler = getattr(diffusers, ldm.SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
+    req = _request(num_inference_steps=5, guidance_scale=4.0, scheduler=scheduler)
+    theirs = pipe(req.prompt, num_inference_steps=5, guidance_scale=4.0, height=16, width=16, output_type="latent",
+                  generator=torch.Generator().manual_seed(req.seed)).images
     ours = list(ldm.denoise(tiny, req))[-1].latents
-    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert torch.allclose(ours, theirs, atol=1e-4)
+    x_T = ldm.initial_latents(tiny, req.size, torch.Generator().manual_seed(req.seed))
     assert not torch.allclose(ours, x_T, atol=1e-2)  # it did move
 
 
@@ -166,8 +188,6 @@ def test_each_step_records_a_consistent_x0_and_noise(tiny):
         assert s.x0_pred.shape == s.x_t.shape == (1, 4, 8, 8)
         eps, x0 = ldm.implied(tiny, s, ldm.guide(s.out_uncond, s.out_text, 3.0))
         assert torch.allclose(x0, s.x0_pred, atol=1e-5) and torch.allclose(eps, s.eps, atol=1e-5)
-        abar = float(tiny.alphas_cumprod[s.t])  # and x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, as the lecture has it
-        assert torch.allclose(math.sqrt(abar) * x0 + math.sqrt(1 - abar) * eps, s.x_t, atol=1e-4)
         assert math.isfinite(s.noise_norm) and s.noise_norm > 0
     image = ldm.decode(tiny, steps[-1].latents)
     assert image.shape == (1, 3, 16, 16) and image.abs().max() <= 1
@@ -184,6 +204,46 @@ def test_guidance_parts_recompute_the_unconditional_branch_when_the_run_had_none
 
 # ----------------------------------------------------------------------------------------------- attention maps
 
+def test_the_recorder_keeps_the_prompts_half_as_softmax_qk_per_pixel():
+    """One cross-attention layer, a batch of two whose halves differ (unconditional, prompt): the recorded map at token
+    l and pixel (y, x) is softmax(Q K^T / sqrt(d)) of the prompt's half, summed over heads, at row y * side + x."""
+    from diffusers.models.attention_processor import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=8, cross_attention_dim=6, heads=2, dim_head=4).eval()
+    side, L = 4, 5
+    hidden = torch.randn(2, side * side, 8)
+    text = torch.randn(2, L, 6)
+    rec = ldm.CrossAttentionRecorder(side)
+    with torch.no_grad():
+        out = rec.attend(attn, hidden, text, None)
+        plain = attn(hidden, text)  # the layer's own processor
+        q = attn.to_q(hidden[1]).view(side * side, 2, 4).transpose(0, 1)  # (heads, h w, d) of the prompt's half
+        k = attn.to_k(text[1]).view(L, 2, 4).transpose(0, 1)
+        probs = (q @ k.transpose(1, 2) / 2.0).softmax(-1).sum(0)  # (h w, L), heads summed; sqrt(d) = 2
+    assert torch.allclose(out, plain, atol=1e-5)
+    expected = probs.T.reshape(L, side, side)  # map[l, y, x] = probs[y * side + x, l]
+    assert torch.allclose(rec.maps, expected, atol=1e-5)
+    assert not torch.allclose(rec.maps, expected.transpose(1, 2), atol=1e-3)  # orientation matters here
+    assert rec.calls == 1
+
+
+def test_two_requests_at_once_each_record_only_their_own_attention(tiny):
+    """Two generations interleaved step by step on the one shared model (as two users' requests can be): each gets the
+    maps it would get alone, and neither changes the other's images."""
+    a, b = _request(prompt="a red circle", num_inference_steps=3), _request(prompt="a blue star", seed=3,
+                                                                            num_inference_steps=3)
+    alone_a, alone_b = list(ldm.attention_run(tiny, a)), list(ldm.attention_run(tiny, b))
+    run_a, run_b, mixed_a, mixed_b = ldm.attention_run(tiny, a), ldm.attention_run(tiny, b), [], []
+    for x, y in zip(run_a, run_b):
+        mixed_a.append(x)
+        mixed_b.append(y)
+    for alone, mixed in ((alone_a, mixed_a), (alone_b, mixed_b)):
+        assert alone[-1].words == mixed[-1].words
+        assert torch.allclose(alone[-1].maps, mixed[-1].maps, atol=1e-6)
+        assert torch.allclose(alone[-2].latents, mixed[-2].latents, atol=1e-6)
+
+
 def test_words_of_joins_bpe_pieces():
     tokens = ["<|startoftext|>", "a</w>", "hexa", "gon</w>", "!</w>", "<|endoftext|>"]
     assert ldm.words_of(tokens) == [("a", [1]), ("hexagon", [2, 3]), ("!", [4])]
@@ -198,7 +258,7 @@ def test_word_maps_are_non_empty_normalised_and_follow_the_prompt(tiny):
     assert (maps.maps >= 0).all()
     n_cross = sum(k.endswith("attn2.processor") for k in tiny.unet.attn_processors)
     assert maps.layers == n_cross
-    assert not any(isinstance(p, ldm.CrossAttentionRecorder) for p in tiny.unet.attn_processors.values())
+    assert all(isinstance(p, ldm.AttentionRouter) for p in tiny.unet.attn_processors.values())
     # the recorder changes nothing about the images
     assert torch.allclose(steps[-1].latents, list(ldm.denoise(tiny, _request(num_inference_steps=3)))[-1].latents,
                           atol=1e-5)
@@ -224,6 +284,16 @@ def test_bad_requests_get_messages(tiny, field, value, match):
     kw[field] = value
     with pytest.raises(ValueError, match=match):
         ldm.Request.checked(tiny, **kw)
+
+
+def test_a_large_model_on_a_cpu_gets_a_work_budget(tiny, monkeypatch):
+    monkeypatch.setattr(ldm, "_small", lambda bundle: False)  # pretend the tiny pipeline is Stable Diffusion
+    ldm.Request.checked(tiny, "a cat", "", "DDIM", 50, 7.5, 0, 16)  # 50 steps x 2: SD at its own size
+    with pytest.raises(ValueError, match="many minutes"):
+        ldm.Request.checked(tiny, "a cat", "", "DDIM", 60, 7.5, 0, 16)
+    ldm.Request.checked(tiny, "a cat", "", "DDIM", 100, 1.0, 0, 16)  # no guidance: one UNet call a step
+    with pytest.raises(ValueError, match="multiple of 8 from 8 to 16"):
+        ldm.Request.checked(tiny, "a cat", "", "DDIM", 4, 1.0, 0, 32)  # no upscaling on a CPU
 
 
 def test_an_empty_prompt_is_allowed(tiny):

@@ -20,6 +20,7 @@ and writes the held-out numbers into its model card.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -177,10 +178,12 @@ def main() -> None:
     weight = snr.clamp(max=MIN_SNR_GAMMA) / (snr + 1)  # min-SNR-gamma for v-prediction
 
     def save(step: int) -> None:
-        export = ldm.bundled_parts(args.seed)[0]
+        export = copy.deepcopy(unet)  # the same architecture (also after --init), holding the EMA weights
         ema.copy_to(export.parameters())
         pipe = ldm.assemble(export, vae, text_encoder, tokenizer, sampler(scheduler))
         args.out.mkdir(parents=True, exist_ok=True)
+        # the frozen VAE and text encoder go through fp16 and back: from the first save on, training reads the same
+        # fp16-rounded text features the shipped folder gives
         pipe.to(dtype=torch.float16).save_pretrained(args.out, safe_serialization=True)
         pipe.to(dtype=torch.float32)
         compute_in_float32(args.out)
