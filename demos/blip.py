@@ -181,9 +181,10 @@ def token_attention(image, state, token, layer, head, tier):
 
 def lens(image, state, step, tier):
     """The logit lens on the decoder at one generation step (1 = the first word): the top guesses after each layer, a
-    table. A step past the caption's end shows the last step, where [SEP] was chosen."""
+    table. A step past the caption's end shows the last step, where [SEP] was chosen. Before any caption the table
+    stays empty: this runs on its own whenever the caption or the step changes, and a new scene clears the caption."""
     if not state or "ids" not in state:
-        raise ValueError("Caption the image first.")
+        return []
     ids = state["ids"]
     k = min(whole_number(step, "the step", 1, B.MAX_NEW_TOKENS), len(ids) + 1) - 1  # past the end: [SEP]'s step
     bundle, _ = _bundle("caption", tier)

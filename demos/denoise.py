@@ -92,6 +92,26 @@ def norm_figure(steps: list[ldm.Step]) -> go.Figure:
     return fig
 
 
+def sheet(cells: list[tuple[Image.Image, str]], cell: int = 96, cols: int = 10) -> Image.Image:
+    """Pictures in a grid of `cols` columns, each resized to `cell` px (nearest: the pixels stay visible) with its
+    label underneath; one image, so nothing is cropped or scrolled on a projector."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=13)
+    cols = max(1, min(cols, len(cells)))
+    rows = -(-len(cells) // cols)
+    pad, label_h = 6, 18
+    out = Image.new("RGB", (cols * (cell + pad) - pad, rows * (cell + label_h + pad) - pad), "white")
+    draw = ImageDraw.Draw(out)
+    for k, (img, label) in enumerate(cells):
+        x, y = (k % cols) * (cell + pad), (k // cols) * (cell + label_h + pad)
+        resample = Image.Resampling.NEAREST if img.width <= cell else Image.Resampling.BOX
+        out.paste(img.convert("RGB").resize((cell, cell), resample), (x, y))
+        text = label if draw.textlength(label, font=font) <= cell else label[: max(1, cell // 8)] + "…"
+        draw.text((x + cell / 2, y + cell + 2), text, fill="#374151", font=font, anchor="mt")
+    return out
+
+
 def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """A heat map (h, w) in [0, 1] laid over `image`, bilinearly upsampled to its size."""
     side = image.width
@@ -162,14 +182,15 @@ def generate(prompt: str, negative_prompt: str, scheduler: str, num_inference_st
             continue
         steps.append(item)
         xt_img, x0_img = _decode_pair(bundle, item)
-        timeline.append((x0_img, f"step {item.index + 1}, t = {item.t}"))
+        timeline.append((x0_img, f"{item.index + 1} · t={item.t}"))
         bar = "█" * round(20 * len(steps) / req.num_inference_steps)
         md = (f"**Step {len(steps)} / {req.num_inference_steps}** `{bar:<20}` t = {item.t}, rms ε̂ = "
               f"{item.noise_norm:.3f} · {time.perf_counter() - start:.2f} s")
         yield xt_img, x0_img, md, skip, skip, skip, skip, skip
     final = _picture(ldm.decode(bundle, steps[-1].latents))
-    words = [] if word_maps is None else [(overlay(final, m.numpy()), w) for w, m in zip(word_maps.words,
-                                                                                          word_maps.maps)]
+    words = None if word_maps is None or not word_maps.words else sheet(
+        [(final, "result")] + [(overlay(final, m.numpy()), w) for w, m in zip(word_maps.words, word_maps.maps)],
+        cell=160, cols=6)
     seconds = time.perf_counter() - start
     md = (f"**Done**: {req.num_inference_steps} steps of {req.scheduler} in {seconds:.2f} s "
           f"({1000 * seconds / req.num_inference_steps:.0f} ms a step, previews included), guidance w = "
@@ -178,7 +199,7 @@ def generate(prompt: str, negative_prompt: str, scheduler: str, num_inference_st
         md += (f"\n\nWord maps: cross-attention summed over {req.num_inference_steps} steps × {word_maps.layers} "
                "layers × all heads, each scaled to its own peak. " + _attention_caveat(pipeline, res.tier))
     run = Run(pipeline, res.tier, req, steps)
-    yield skip, skip, md, final, timeline, norm_figure(steps), words, run
+    yield skip, skip, md, final, sheet(timeline, cell=80, cols=10), norm_figure(steps), words, run
 
 
 def guidance(run: Run | None, step: float, guidance_scale: float) -> tuple[Image.Image, Image.Image, str]:
@@ -306,8 +327,8 @@ def build() -> dict:
         final_img = gr.Image(label="final image", format="png", interactive=False, height=260, type="pil",
                              elem_id="denoise-final")
         norm_plot = gr.Plot(label="noise prediction")
-    timeline = gr.Gallery(label="timeline: predicted x̂₀ after every step", columns=10, height=150,
-                          elem_id="denoise-timeline", object_fit="contain")
+    timeline = gr.Image(label="timeline: predicted x̂₀ after every step (step · t)", format="png", interactive=False,
+                        elem_id="denoise-timeline", show_label=True)
     with gr.Row():
         to_blip = gr.Button("📝 Caption this image (BLIP tab)")
         score_btn = gr.Button("📐 Score against the prompt (CLIP)")
@@ -316,7 +337,8 @@ def build() -> dict:
     gr.Markdown("### Per-word cross-attention\nFor each word of the prompt, where the UNet looked while it drew: "
                 "the cross-attention probabilities to the word's tokens, summed over every step, layer and head, "
                 "over the final image (as DAAM does).")
-    words = gr.Gallery(label="word maps", columns=6, height=230, elem_id="denoise-words", object_fit="contain")
+    words = gr.Image(label="word maps (viridis: yellow = most attention)", format="png", interactive=False,
+                     elem_id="denoise-words")
 
     gr.Markdown("### The guidance explainer\nPick a step of the last run; moving w re-runs only that step.")
     with gr.Row():

@@ -61,9 +61,9 @@ _CATALOGUE_LOCK = threading.Lock()
 
 
 def folder_mb(relative: str) -> float:
-    """Size on disk of a bundled model folder under assets/, in MB (0 when it is not there)."""
+    """Size on disk of a bundled model folder under assets/, subfolders included, in MB (0 when it is not there)."""
     folder = ASSETS / relative
-    return sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) / 1e6 if folder.is_dir() else 0.0
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6 if folder.is_dir() else 0.0
 
 
 def register(spec: ModelSpec) -> ModelSpec:

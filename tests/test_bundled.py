@@ -94,3 +94,51 @@ def test_bundled_blip_captions_answers_and_binds_held_out_scenes():
     bound = sum(float(np.subtract(*B.match(itm, im, [shapes.caption(s), shapes.swapped_caption(s)])[0])) > 0
                 for im, s in pairs)
     assert len(pairs) >= 10 and bound >= ITM_FLOOR * len(pairs)  # a model that ignores the image scores 0 or 1
+
+
+def test_bundled_ldm_folder_is_safe_documented_and_shares_its_parts():
+    """ldm-shapes: a StableDiffusionPipeline folder, fp16 safetensors only, whose VAE is vae-shapes and whose text
+    encoder holds clip-shapes' text tower."""
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = models.ASSETS / models.get_spec("ldm", "bundled").source
+    assert (folder / "model_index.json").is_file() and (folder / "preview" / "config.json").is_file()
+    assert not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+    weights = list(folder.rglob("*.safetensors"))
+    assert {p.parent.name for p in weights} == {"unet", "vae", "text_encoder", "preview"}
+    assert all(v.dtype == torch.float16 for p in weights for v in load_file(str(p)).values())
+    assert models.folder_mb("models/ldm-shapes") < 20  # most of it: CLIP's 49,408 x 64 token embedding
+    card = (folder / "MODEL_CARD.md").read_text()
+    for needed in ("Training command", "Seed", "Training time", "Measured by bench/eval_ldm.py",
+                   "Shipped sampler and preview decoder"):
+        assert needed in card
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert 0 <= metrics["single_object_both_judges"] <= 1
+    vae = load_file(str(folder / "vae" / "diffusion_pytorch_model.safetensors"))
+    ours = load_file(str(models.ASSETS / "models" / "vae-shapes" / "diffusion_pytorch_model.safetensors"))
+    assert vae.keys() == ours.keys() and all(torch.equal(vae[k], ours[k]) for k in vae)
+    text = load_file(str(folder / "text_encoder" / "model.safetensors"))
+    clip_weights = load_file(str(models.ASSETS / "models" / "clip-shapes" / C.WEIGHTS_FILE))
+    assert torch.equal(text["embeddings.token_embedding.weight"], clip_weights["token_embedding.weight"])
+
+
+LDM_COLOUR_FLOOR = 0.75  # measured by bench/eval_ldm.py on 144 samples: see its model card
+
+
+@pytest.mark.slow
+def test_bundled_ldm_draws_the_colour_it_is_asked_for():
+    """Measured here, not read from the card: 12 single-object prompts through the tab's own loop (DDIM, 20 steps,
+    w = 3), judged per pixel by bench/eval_ldm.py's colour judge; a model that ignored the prompt would score ~1/6."""
+    from bench import eval_ldm as E
+    from mmcore import ldm
+
+    bundle = models.load("ldm", "bundled")
+    hits = []
+    for i, (color, shape) in enumerate(zip(shapes.COLOR_NAMES * 2, shapes.SHAPES * 2)):
+        req = ldm.Request(E.noun(color, shape), "", "DDIM", 20, 3.0, i, 32)
+        image = ldm.decode(bundle, list(ldm.denoise(bundle, req))[-1].latents)[0]
+        pixels = ((image.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        hits.append(E.judge_colour(pixels, color).ok)
+    assert np.mean(hits) >= LDM_COLOUR_FLOOR, hits

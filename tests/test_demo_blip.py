@@ -90,6 +90,7 @@ def test_token_attention_lens_and_pipeline(scene):
 def test_token_attention_before_a_caption_asks_for_one(scene):
     with pytest.raises(ValueError, match="Caption the image first"):
         tab.token_attention(scene[0], {}, 0, "mean", "mean", "pretrained")
+    assert tab.lens(scene[0], {}, 1, "pretrained") == []  # the lens follows the caption on its own: no popup
 
 
 def test_vqa_shows_the_true_answer_of_a_scene_question(scene):

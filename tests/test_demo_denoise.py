@@ -25,8 +25,8 @@ def test_generate_streams_one_preview_per_step_then_the_result(tiny_pretrained):
         assert all(isinstance(r, type(gr.skip())) for r in rest)  # only the previews travel during the loop
     *_, md, final, timeline, fig, words, run = out[-1]
     assert isinstance(final, Image.Image) and final.width >= denoise.PREVIEW
-    assert len(timeline) == 3 and next(c for _, c in timeline).startswith("step 1")
-    assert [w for _, w in words] == ["a", "red", "circle"]
+    assert timeline.size == (3 * 80 + 2 * 6, 80 + 18)  # three steps in one row, labelled
+    assert words.size == (4 * 160 + 3 * 6, 160 + 18)  # the result, then a, red, circle
     assert len(fig.data[0].y) == 3
     assert isinstance(run, denoise.Run) and len(run.steps) == 3 and run.request.prompt == "a red circle"
     again = _run()[-1][3]

@@ -167,7 +167,7 @@ def test_diffusion_reverse_process_streams_every_step(page):
     seen = " ".join(page.evaluate("() => window.__stepStates"))
     streamed = [k for k in range(1, 6) if f"Step {k} / 5" in seen]
     assert len(streamed) >= 3, f"the steps were not streamed one by one: {seen[:500]}"
-    assert page.locator("#denoise-words img").count() >= 3  # a map per word: a, blue, star
+    page.locator("#denoise-words img").wait_for(timeout=30_000)  # the result and a map per word: a, blue, star
     page.wait_for_timeout(800)
     page.screenshot(path=str(ARTIFACTS / "diffusion-reverse.png"), full_page=True)
 
