@@ -71,15 +71,18 @@ async () => {
 
 GENERATE_TIMES = """
 async () => {
+  const live = () => document.querySelector('#denoise-live').innerText;
   const progress = () => document.querySelector('#denoise-progress').innerText;
   const final = () => document.querySelector('#denoise-final img');
   const before = final() ? final().src : '';
+  const liveBefore = live();
   const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim() === '🎨 Generate');
   const t0 = performance.now();
   button.click();
   let first = null;
   while (performance.now() - t0 < 60000) {
-    if (first === null && /Step \\d+ \\/ 20/.test(progress())) first = performance.now() - t0;
+    if (first === null && live() !== liveBefore && /Step \\d+ \\/ 20/.test(live()))
+      first = performance.now() - t0;
     const el = final();
     if (/Done/.test(progress()) && el && el.src && el.src !== before && el.complete && el.naturalWidth > 0)
       return [first, performance.now() - t0];
@@ -115,7 +118,7 @@ def reverse_rows(page, repeats: int) -> list[tuple[str, float, list[float], floa
                 guidance_scale=3.0, seed=0, size=32, pipeline="ldm", tier="bundled")
     page.get_by_role("tab", name="Latent diffusion").click()
     page.get_by_role("tab", name="2 · Reverse process from a prompt").click()
-    page.locator("#denoise-progress").wait_for(timeout=60_000)
+    page.locator("#denoise-progress").wait_for(state="attached", timeout=60_000)
     page.wait_for_timeout(1000)
     first, whole = generate_times(page, repeats)
     return [("first step streamed (🎨 Generate, 20 steps)", p50(lambda: next(tab.generate(**args)), 10)[0], first,

@@ -21,11 +21,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import statistics
+import time
+
 import torch
 from timing import p50, row
 
 from demos import denoise
 from mmcore import ldm, models
+
+
+def stats(ms: list[float]) -> tuple[float, float, float]:
+    return statistics.median(ms), min(ms), max(ms)
 
 
 def bundled(repeats: int) -> None:
@@ -38,8 +45,13 @@ def bundled(repeats: int) -> None:
                 ldm.decode(bundle, torch.cat([step.x_t, step.x0_pred]), preview=True)
         ldm.decode(bundle, step.latents)
 
-    plain = p50(lambda: loop(False), repeats)
-    with_previews = p50(lambda: loop(True), repeats)
+    # interleaved, so that a slow moment of the machine lands on both sides alike
+    times = {False: [], True: []}
+    for previews in [False, True] * (repeats + 1):
+        t0 = time.perf_counter()
+        loop(previews)
+        times[previews].append((time.perf_counter() - t0) * 1000)
+    plain, with_previews = (stats(times[k][1:]) for k in (False, True))  # the first of each is a warm-up
     print(row("bundled: 20 DDIM steps with guidance, no previews", plain))
     print(row("bundled: the same, x_t and x0 previews decoded every step", with_previews, 2000))
     ratio = with_previews[0] / plain[0]

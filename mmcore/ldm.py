@@ -314,7 +314,8 @@ def check_guidance(guidance_scale) -> float:
     return value
 
 
-CPU_WORK = 100  # on a CPU, steps x (size / model size)^2 x (2 with guidance) at most: SD-1.5 at 512 px, 50 steps
+CPU_WORK = 40  # on a CPU, steps x (size / model size)^2 x (2 with guidance) at most: SD-1.5's 20 guided steps at
+# 512 px, about 16 s a step on 2 cores (bench/latency_ldm.py), so about 5 minutes
 
 def check_size(size, bundle: LdmBundle) -> int:
     """A square side in pixels: a multiple of 8 (and of the VAE's factor), at most 2x the model's own size (1x for a

@@ -27,8 +27,8 @@ def test_every_public_event_is_named_after_its_tab(demo):
                      "clip_word_order", "diffusion_forward", "diffusion_curves", "diffusion_chain", "diffusion_strip",
                      "diffusion_latent", "diffusion_scene", "blip_scene", "blip_caption", "blip_attention",
                      "blip_lens", "blip_vqa", "blip_match", "blip_swap", "blip_pipeline", "diffusion_generate",
-                     "diffusion_guidance", "diffusion_compare", "diffusion_clip_score", "diffusion_tokens",
-                     "diffusion_playground_train", "diffusion_playground_paths"):
+                     "diffusion_details", "diffusion_guidance", "diffusion_compare", "diffusion_clip_score",
+                     "diffusion_tokens", "diffusion_playground_train", "diffusion_playground_paths"):
         assert expected in names
 
 

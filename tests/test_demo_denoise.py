@@ -19,19 +19,20 @@ def _run(**kw):
 def test_generate_streams_one_preview_per_step_then_the_result(tiny_pretrained):
     out = _run()
     assert len(out) == 3 + 1
-    for k, (xt, x0, md, *rest) in enumerate(out[:-1]):
-        assert isinstance(xt, Image.Image) and isinstance(x0, Image.Image)
-        assert f"Step {k + 1} / 3" in md
-        assert all(isinstance(r, type(gr.skip())) for r in rest)  # only the previews travel during the loop
-    *_, md, final, timeline, fig, words, run = out[-1]
+    for k, (live, *rest) in enumerate(out[:-1]):
+        assert f"<b>Step {k + 1} / 3</b>" in live and live.count('src="data:image/png;base64,') == 2
+        assert all(isinstance(r, type(gr.skip())) for r in rest)  # only the live view travels during the loop
+    live, md, final, run = out[-1]
+    assert "Done" in md and "<b>Step 3 / 3</b>" in live
+    timeline, fig, words = denoise.details(run)
     assert isinstance(final, Image.Image) and final.width >= denoise.PREVIEW
     assert timeline.size == (3 * 80 + 2 * 6, 80 + 18)  # three steps in one row, labelled
     assert words.size == (4 * 160 + 3 * 6, 160 + 18)  # the result, then a, red, circle
     assert len(fig.data[0].y) == 3
     assert isinstance(run, denoise.Run) and len(run.steps) == 3 and run.request.prompt == "a red circle"
-    again = _run()[-1][3]
+    again = _run()[-1][2]
     assert again.tobytes() == final.tobytes()  # a fixed seed gives the same picture
-    other = _run(seed=2)[-1][3]
+    other = _run(seed=2)[-1][2]
     assert other.tobytes() != final.tobytes()
 
 

@@ -288,10 +288,10 @@ def test_bad_requests_get_messages(tiny, field, value, match):
 
 def test_a_large_model_on_a_cpu_gets_a_work_budget(tiny, monkeypatch):
     monkeypatch.setattr(ldm, "_small", lambda bundle: False)  # pretend the tiny pipeline is Stable Diffusion
-    ldm.Request.checked(tiny, "a cat", "", "DDIM", 50, 7.5, 0, 16)  # 50 steps x 2: SD at its own size
+    ldm.Request.checked(tiny, "a cat", "", "DDIM", 20, 7.5, 0, 16)  # 20 steps x 2: SD 1.5's preset
     with pytest.raises(ValueError, match="many minutes"):
-        ldm.Request.checked(tiny, "a cat", "", "DDIM", 60, 7.5, 0, 16)
-    ldm.Request.checked(tiny, "a cat", "", "DDIM", 100, 1.0, 0, 16)  # no guidance: one UNet call a step
+        ldm.Request.checked(tiny, "a cat", "", "DDIM", 25, 7.5, 0, 16)
+    ldm.Request.checked(tiny, "a cat", "", "DDIM", 40, 1.0, 0, 16)  # no guidance: one UNet call a step
     with pytest.raises(ValueError, match="multiple of 8 from 8 to 16"):
         ldm.Request.checked(tiny, "a cat", "", "DDIM", 4, 1.0, 0, 32)  # no upscaling on a CPU
 

@@ -146,7 +146,7 @@ def test_diffusion_chain_and_latents(page):
 WATCH_STEPS = """
 () => {
   window.__stepStates = [];
-  const box = document.querySelector('#denoise-progress');
+  const box = document.querySelector('#denoise-live');
   new MutationObserver(() => window.__stepStates.push(box.innerText)).observe(
       box, {childList: true, subtree: true, characterData: true});
 }"""
