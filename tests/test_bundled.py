@@ -106,6 +106,7 @@ def test_bundled_ldm_folder_is_safe_documented_and_shares_its_parts():
     folder = models.ASSETS / models.get_spec("ldm", "bundled").source
     assert (folder / "model_index.json").is_file() and (folder / "preview" / "config.json").is_file()
     assert not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+    assert not [p for p in folder.rglob("*.json") if "_name_or_path" in p.read_text()]  # no training-machine paths
     weights = list(folder.rglob("*.safetensors"))
     assert {p.parent.name for p in weights} == {"unet", "vae", "text_encoder", "preview"}
     assert all(v.dtype == torch.float16 for p in weights for v in load_file(str(p)).values())

@@ -55,6 +55,7 @@ def test_the_ldm_trainer_writes_a_pipeline_diffusers_loads_as_is(tmp_path, monke
     trainer.main()
     torch.set_num_threads(2)
     assert not [p for p in out.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    assert not [p for p in out.rglob("*.json") if "_name_or_path" in p.read_text()]  # no training-machine paths
     pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)  # as a user would, no arguments
     assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.scheduler.config.prediction_type == "v_prediction"
     assert pipe.text_encoder.dtype == pipe.unet.dtype == torch.float32

@@ -92,9 +92,14 @@ def ship_ddim(out: Path) -> None:
 
 def compute_in_float32(out: Path) -> None:
     """The weights are stored in fp16, but transformers 5 would also *run* the text encoder in the dtype its config
-    names, beside a UNet and VAE that diffusers loads in fp32; say float32, so the folder runs as is."""
+    names, beside a UNet and VAE that diffusers loads in fp32; say float32, so the folder runs as is. Also drops the
+    `_name_or_path` that a save after a load records: the folder it was loaded from, a path on the training machine."""
     config = out / "text_encoder" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "dtype": "float32"}, indent=2) + "\n")
+    for config in (out / "model_index.json", *out.glob("*/config.json")):
+        cfg = json.loads(config.read_text())
+        if cfg.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 @torch.no_grad()
