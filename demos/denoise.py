@@ -51,6 +51,7 @@ class Run:
     steps: list[ldm.Step]
     final: Image.Image | None = None
     word_maps: ldm.WordMaps | None = None
+    previews: list[Image.Image] | None = None  # each step's predicted x0, as streamed
 
 
 def _bundle(pipeline: str, tier: str | None) -> tuple[ldm.LdmBundle, common.models.Resolution]:
@@ -207,7 +208,7 @@ def generate(prompt: str, negative_prompt: str, scheduler: str, num_inference_st
     bundle, res = _bundle(pipeline, tier)
     req = ldm.Request.checked(bundle, prompt, negative_prompt, scheduler, num_inference_steps, guidance_scale, seed,
                               size)
-    steps, start = [], time.perf_counter()
+    steps, previews, start = [], [], time.perf_counter()
     skip = gr.skip()
     word_maps = None
     for item in ldm.attention_run(bundle, req):
@@ -216,6 +217,7 @@ def generate(prompt: str, negative_prompt: str, scheduler: str, num_inference_st
             continue
         steps.append(item)
         xt_img, x0_img = _decode_pair(bundle, item)
+        previews.append(x0_img)
         live = live_view(xt_img, x0_img, len(steps), req.num_inference_steps, item.t, item.noise_norm,
                          time.perf_counter() - start)
         yield live, skip, skip, skip
@@ -227,19 +229,17 @@ def generate(prompt: str, negative_prompt: str, scheduler: str, num_inference_st
     if word_maps is not None:
         md += (f"\n\nWord maps: cross-attention summed over {req.num_inference_steps} steps × {word_maps.layers} "
                "layers × all heads, each scaled to its own peak. " + _attention_caveat(pipeline, res.tier))
-    yield live, md, final, Run(pipeline, res.tier, req, steps, final, word_maps)
+    yield live, md, final, Run(pipeline, res.tier, req, steps, final, word_maps, previews)
 
 
 def details(run: Run | None) -> tuple[Image.Image, go.Figure, Image.Image | None]:
     """What follows a finished run, as its own event so that the final image never waits for it: the timeline of
-    predicted x0 (one labelled sheet), the noise-prediction norm per step, and the per-word attention maps."""
-    if run is None:
+    predicted x0 (one labelled sheet of the previews already streamed), the noise-prediction norm per step, and the
+    per-word attention maps."""
+    if run is None or not run.previews:
         raise ValueError("Generate an image first.")
-    bundle, _ = _bundle(run.family, run.tier)
-    x0 = torch.cat([ldm.decode(bundle, torch.cat([s.x0_pred for s in run.steps[k:k + 8]]), preview=True)
-                    for k in range(0, len(run.steps), 8)])
-    timeline = sheet([(D.to_image(x0[k:k + 1]), f"{s.index + 1} · t={s.t}") for k, s in enumerate(run.steps)],
-                     cell=80, cols=10)
+    timeline = sheet([(img, f"{s.index + 1} · t={s.t}") for img, s in zip(run.previews, run.steps)],
+                     cell=80, cols=10)  # the pictures already streamed: no step is decoded twice
     maps = run.word_maps
     words = None if maps is None or not maps.words else sheet(
         [(run.final, "result")] + [(overlay(run.final, m.numpy()), w) for w, m in zip(maps.words, maps.maps)],

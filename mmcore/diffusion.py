@@ -77,7 +77,8 @@ class Schedule:
         return 1.0 if t == 0 else float(self.alphas_cumprod[t - 1])
 
 
-def _number(value, name: str) -> float:
+def finite_number(value, name: str) -> float:
+    """`value` as a float, or ValueError naming `name` when it is not a number or not finite (NaN, inf)."""
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -89,7 +90,7 @@ def _number(value, name: str) -> float:
 
 def check_T(T) -> int:
     """The number of diffusion steps: a whole number in [2, MAX_T]."""
-    x = _number(T, "T (the number of steps)")
+    x = finite_number(T, "T (the number of steps)")
     if x != int(x) or not 2 <= x <= MAX_T:
         raise ValueError(f"T (the number of steps) must be a whole number in [2, {MAX_T}], got {T!r}")
     return int(x)
@@ -97,7 +98,7 @@ def check_T(T) -> int:
 
 def check_t(t, T: int) -> int:
     """A timestep in 0..T (0 = the clean image)."""
-    x = _number(t, "t")
+    x = finite_number(t, "t")
     if x != int(x) or not 0 <= x <= T:
         raise ValueError(f"t must be a whole number in [0, T = {T}], got {t!r}")
     return int(x)
@@ -113,7 +114,7 @@ def make_schedule(schedule: str = "linear", beta_start: float = 1e-4, beta_end: 
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     T = check_T(T)
-    b0, b1 = _number(beta_start, "beta_start"), _number(beta_end, "beta_end")
+    b0, b1 = finite_number(beta_start, "beta_start"), finite_number(beta_end, "beta_end")
     if not 0 < b0 < 1 or not 0 < b1 < 1:
         raise ValueError(f"beta_start and beta_end must lie in (0, 1), got {b0:g} and {b1:g}")
     if b1 < b0:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from mmcore.diffusion import VaeBundle
+from mmcore.diffusion import VaeBundle, finite_number
 from mmcore.models import ModelSpec, folder_mb, register
 
 BUNDLED_UNET = dict(  # diffusers UNet2DConditionModel kwargs of ldm-shapes: 4 x 8 x 8 latents, 64-d CLIP token features
@@ -301,14 +301,14 @@ def check_prompt(prompt, name: str = "prompt") -> str:
 
 
 def check_steps(num_inference_steps) -> int:
-    value = _finite(num_inference_steps, "num_inference_steps")
+    value = finite_number(num_inference_steps, "num_inference_steps")
     if value != int(value) or not 1 <= value <= MAX_STEPS:
         raise ValueError(f"num_inference_steps must be a whole number from 1 to {MAX_STEPS}, got {num_inference_steps}")
     return int(value)
 
 
 def check_guidance(guidance_scale) -> float:
-    value = _finite(guidance_scale, "guidance_scale")
+    value = finite_number(guidance_scale, "guidance_scale")
     if not 0.0 <= value <= MAX_GUIDANCE:
         raise ValueError(f"guidance_scale must be in [0, {MAX_GUIDANCE:g}] (1 = no guidance), got {guidance_scale}")
     return value
@@ -320,7 +320,7 @@ CPU_WORK = 40  # on a CPU, steps x (size / model size)^2 x (2 with guidance) at 
 def check_size(size, bundle: LdmBundle) -> int:
     """A square side in pixels: a multiple of 8 (and of the VAE's factor), at most 2x the model's own size (1x for a
     large model on a CPU)."""
-    value = _finite(size, "size")
+    value = finite_number(size, "size")
     largest = 2 * bundle.default_size if _small(bundle) or bundle.device.type != "cpu" else bundle.default_size
     step = max(8, bundle.vae_factor)
     if value != int(value) or value % step or not step <= value <= largest:
@@ -330,20 +330,10 @@ def check_size(size, bundle: LdmBundle) -> int:
 
 
 def check_seed(seed) -> int:
-    value = _finite(seed, "seed")
+    value = finite_number(seed, "seed")
     if value != int(value) or not 0 <= value < 2**31:
         raise ValueError(f"seed must be a whole number in [0, 2^31), got {seed}")
     return int(value)
-
-
-def _finite(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return value
 
 
 def make_scheduler(name: str, bundle: LdmBundle):
@@ -360,13 +350,22 @@ def make_scheduler(name: str, bundle: LdmBundle):
 def encode_prompt(bundle: LdmBundle, prompt: str) -> tuple[torch.Tensor, list[str]]:
     """The text encoder's token features (1, L, D) for `prompt`, padded to the tokenizer's length as Stable
     Diffusion does, and the tokens as strings (BOS, the prompt's tokens, EOS; padding left out)."""
+    ids = _prompt_ids(bundle, prompt)
+    return bundle.text_encoder(ids.to(bundle.device)).last_hidden_state, _tokens(bundle, ids)
+
+
+def _prompt_ids(bundle: LdmBundle, prompt: str) -> torch.Tensor:
     tok = bundle.tokenizer
-    ids = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
-              return_tensors="pt").input_ids
-    features = bundle.text_encoder(ids.to(bundle.device)).last_hidden_state
+    return tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
+               return_tensors="pt").input_ids  # (1, L)
+
+
+def _tokens(bundle: LdmBundle, ids: torch.Tensor) -> list[str]:
+    """The tokens as strings, up to and including the end-of-text token."""
+    tok = bundle.tokenizer
     tokens = tok.convert_ids_to_tokens(ids[0].tolist())
     end = tokens.index(tok.eos_token) + 1 if tok.eos_token in tokens else len(tokens)
-    return features, tokens[:end]
+    return tokens[:end]
 
 
 # ------------------------------------------------------------------------------------------ the reverse process loop
@@ -618,8 +617,7 @@ def attention_run(bundle: LdmBundle, request: Request, cancel: threading.Event |
     install_router(bundle.unet)
     recorder = CrossAttentionRecorder(side)
     yield from denoise(bundle, request, cancel, recorder=recorder)
-    _, tokens = encode_prompt(bundle, request.prompt)
-    words = words_of(tokens)
+    words = words_of(_tokens(bundle, _prompt_ids(bundle, request.prompt)))  # the tokenizer alone: no second encode
     if recorder.maps is None or not words:
         yield WordMaps([], torch.zeros(0, side, side), 0)
         return

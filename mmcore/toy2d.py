@@ -31,7 +31,7 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from mmcore.diffusion import forward_step
+from mmcore.diffusion import finite_number, forward_step
 
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler
@@ -47,21 +47,11 @@ AXIS = 4.0  # plots show [-AXIS, AXIS]²: unit-variance data and N(0, I) noise b
 
 # ------------------------------------------------------------------------------------------------------- checks
 
-def _number(value, name: str) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return x
-
-
 def _whole(value, name: str, lo: int, hi: int) -> int:
     """An integer in [lo, hi] from a slider, the API or a test, else ValueError naming it and the range."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {value!r}")
-    x = _number(value, name)
+    x = finite_number(value, name)
     if x != int(x) or not lo <= x <= hi:
         raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {value!r}")
     return int(x)
@@ -200,10 +190,10 @@ class Toy2DConfig:
             raise ValueError(f"time_dim must be even (a sin and a cos per frequency), got {self.time_dim}")
         _whole(self.steps, "steps (training steps)", 1, 100_000)
         _whole(self.batch, "batch", 1, 8192)
-        if not 0 < _number(self.lr, "lr") <= 1:
+        if not 0 < finite_number(self.lr, "lr") <= 1:
             raise ValueError(f"lr must lie in (0, 1], got {self.lr!r}")
         _whole(self.log_every, "log_every", 1, 100_000)
-        if not _number(self.time_limit, "time_limit") > 0:
+        if not finite_number(self.time_limit, "time_limit") > 0:
             raise ValueError(f"time_limit must be a positive number of seconds, got {self.time_limit!r}")
 
 
