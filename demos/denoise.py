@@ -387,7 +387,7 @@ def build() -> dict:
     gr.Markdown("### The guidance explainer\nPick a step of the last run; moving w re-runs only that step.")
     with gr.Row():
         g_step = gr.Slider(1, 50, value=1, step=1, label="step")
-        g_w = gr.Slider(0, 15, value=guidance0, step=0.5, label="w")
+        g_w = gr.Slider(0, 15, value=guidance0, step=0.5, label="w", elem_id="denoise-w")
     with gr.Row():
         g_eps = gr.Image(label="ε_uncond / ε_text / guided ε (rows), latent channels (columns)", format="png",
                          interactive=False, height=260, elem_id="denoise-guidance")
@@ -414,8 +414,11 @@ def build() -> dict:
                 [live, progress, final_img, run], api_name="diffusion_generate", **unet)
     gen.success(ui(details), [run], [timeline, norm_plot, words], api_name="diffusion_details")
     stop_btn.click(None, None, None, cancels=[gen], api_visibility="private", queue=False)
-    gr.on([g_step.release, g_w.release], ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note],
-          api_name="diffusion_guidance", trigger_mode="always_last", **unet)
+    # .input follows every way of moving a slider (drag, arrow keys, a typed value); .release only the mouse
+    # unqueued: replaying a step is arithmetic on stored UNet outputs plus a preview decode (a few ms on the bundled
+    # tier); only a run made without guidance costs one UNet call here
+    gr.on([g_step.input, g_w.input], ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note],
+          api_name="diffusion_guidance", trigger_mode="always_last", queue=False)
     # after a run, the explainer opens at its middle step (near t = T every eps is about x_t, whatever the prompt)
     gen.success(lambda r, w: (gr.Slider(maximum=len(r.steps), value=max(1, len(r.steps) // 2)), w) if r else
              (gr.skip(), gr.skip()), [run, guidance_scale], [g_step, g_w], api_visibility="private", queue=False
