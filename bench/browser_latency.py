@@ -32,6 +32,7 @@ async ([id, kind, what]) => {
   // Act as a person would, then time until the new image has loaded; the clock runs inside the page, from the
   // moment of the click or slider move, so the test driver's own overhead is not counted.
   const img = () => document.querySelector(`#${id} img`);
+  document.querySelector(`#${id}`).scrollIntoView({block: 'center'});  // lazy images load only when on screen
   const before = img() ? img().src : '';
   const t0 = performance.now();
   if (kind === 'slider') {
@@ -121,7 +122,11 @@ def reverse_rows(page, repeats: int) -> list[tuple[str, float, list[float], floa
     page.locator("#denoise-progress").wait_for(state="attached", timeout=60_000)
     page.wait_for_timeout(1000)
     first, whole = generate_times(page, repeats)
-    return [("first step streamed (🎨 Generate, 20 steps)", p50(lambda: next(tab.generate(**args)), 10)[0], first,
+    run = list(tab.generate(**args))[-1][-1]
+    explainer = measure(page, "denoise-guidance", "slider", "denoise-w", repeats)
+    return [("guidance explainer: w moved (one step replayed)", p50(lambda: tab.guidance(run, 10, 5.0), 10)[0],
+             explainer, 300),
+            ("first step streamed (🎨 Generate, 20 steps)", p50(lambda: next(tab.generate(**args)), 10)[0], first,
              300),
             ("20 steps streamed, final image rendered", p50(lambda: list(tab.generate(**args)), 5)[0], whole, 2000)]
 
