@@ -26,7 +26,7 @@ from mmcore import models, settings
 
 TABS = (("ViT", "vit", vit_tab), ("CLIP", "clip", clip_tab), ("BLIP", "blip", blip_tab),
         ("Latent diffusion", "diffusion", diffusion_tab))
-FAMILIES = ("vit", "clip", "blip-caption", "blip-vqa", "blip-itm", "vae", "ldm")  # banner and warm-up
+FAMILIES = ("vit", "clip", "blip-caption", "blip-vqa", "blip-itm", "blip2", "vae", "ldm")  # banner and warm-up
 CSS = """
 .banner {border-left: 4px solid #6366f1; padding: 4px 12px !important; background: #f5f5ff;}
 .banner p {margin: 2px 0 !important;}

@@ -1,12 +1,13 @@
 """Click -> rendered in the browser, p50, for the diffusion and BLIP tabs' actions, beside the handler time of the
 same call.
 
-    python bench/browser_latency.py [--repeats 7] [--tabs diffusion blip reverse]
+    python bench/browser_latency.py [--repeats 7] [--tabs diffusion blip blip2 reverse]
 
 Starts the app on loopback, drives headless Chromium (Debian's chromium) with Playwright, triggers each action inside
 the page as a person would (a button click, a slider moved by one step) and stops the clock, also inside the page,
 when the new output has loaded. Targets: a t change <= 100 ms, one chain step <= 100 ms, the VAE panel <= 150 ms;
-the first streamed caption token <= 150 ms and the whole caption <= 300 ms; 20 denoising steps, every one streamed,
+the first streamed caption token <= 150 ms and the whole caption <= 300 ms (BLIP-2: its query maps <= 200 ms,
+maps and caption <= 300 ms); 20 denoising steps, every one streamed,
 <= 2 s to the final image.
 """
 
@@ -64,6 +65,30 @@ async () => {
       if (first === null) first = performance.now() - t0;
       if (!el.querySelector('.blip-cursor')) return [first, performance.now() - t0];
     }
+    await new Promise(r => setTimeout(r, 2));
+  }
+  return null;
+}"""
+
+BLIP2_TIMES = """
+async () => {
+  // From the Read click to the query maps loaded (first) and the whole caption rendered (second).
+  const maps = () => document.querySelector('#blip2-maps img');
+  const box = () => document.querySelector('#blip2-caption .blip-caption');
+  document.querySelector('#blip2-maps').scrollIntoView({block: 'center'});  // lazy images load only on screen
+  const mapsBefore = maps() ? maps().src : '';
+  const runBefore = box() ? box().dataset.run : '';
+  const button = [...document.querySelectorAll('button')].find(b => b.innerText.includes('Read the image'));
+  const t0 = performance.now();
+  button.click();
+  let first = null;
+  while (performance.now() - t0 < 30000) {
+    const m = maps();
+    if (first === null && m && m.src && m.src !== mapsBefore && m.complete && m.naturalWidth > 0)
+      first = performance.now() - t0;
+    const el = box();
+    if (first !== null && el && el.dataset.run !== runBefore && el.querySelector('.blip-chip')
+        && !el.querySelector('.blip-cursor')) return [first, performance.now() - t0];
     await new Promise(r => setTimeout(r, 2));
   }
   return null;
@@ -131,11 +156,11 @@ def reverse_rows(page, repeats: int) -> list[tuple[str, float, list[float], floa
             ("20 steps streamed, final image rendered", p50(lambda: list(tab.generate(**args)), 5)[0], whole, 2000)]
 
 
-def caption_times(page, repeats: int) -> tuple[list[float], list[float]]:
-    """(ms to the first streamed token, ms to the whole caption) from the Caption click, `repeats` times."""
+def caption_times(page, repeats: int, script: str = CAPTION_TIMES) -> tuple[list[float], list[float]]:
+    """(ms to the first streamed output, ms to the whole caption) from the click `script` makes, `repeats` times."""
     first, whole = [], []
     for _ in range(repeats):
-        result = page.evaluate(CAPTION_TIMES)
+        result = page.evaluate(script)
         if result is None:
             raise RuntimeError("the caption did not finish within 30 s")
         first.append(result[0])
@@ -204,11 +229,28 @@ def blip_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
             ("whole caption rendered (✍️ Caption)", p50(caption, 10)[0], whole, 300)]
 
 
+def blip2_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]:
+    from timing import p50
+
+    from demos import blip as blip_tab
+    from demos import blip2 as tab
+
+    image, *_, seed = blip_tab.scene_view(seed=7)
+    page.get_by_role("tab", name="BLIP").click()
+    page.locator("#blip2-maps").wait_for(timeout=60_000)
+    page.wait_for_timeout(3000)  # the tab's on-load chain, BLIP-2 last
+    first, whole = caption_times(page, repeats, BLIP2_TIMES)
+    handler = p50(lambda: list(tab.read(image, seed, "mean", "mean", "bundled")), 10)[0]
+    first_yield = p50(lambda: next(tab.read(image, seed, "mean", "mean", "bundled")), 10)[0]
+    return [("BLIP-2 query maps visible (🔎 Read)", first_yield, first, 200),
+            ("BLIP-2 maps + whole caption rendered (🔎 Read)", handler, whole, 300)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--tabs", nargs="+", default=["diffusion", "blip", "reverse"],
-                    choices=["diffusion", "blip", "reverse"])
+    ap.add_argument("--tabs", nargs="+", default=["diffusion", "blip", "blip2", "reverse"],
+                    choices=["diffusion", "blip", "blip2", "reverse"])
     args = ap.parse_args()
     os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="lab-bench-"))
     from playwright.sync_api import sync_playwright
@@ -226,7 +268,8 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         page.goto(f"http://127.0.0.1:{port}", wait_until="load", timeout=90_000)
         for tab in args.tabs:
-            rows += {"diffusion": diffusion_rows, "blip": blip_rows, "reverse": reverse_rows}[tab](page, args.repeats)
+            rows += {"diffusion": diffusion_rows, "blip": blip_rows, "blip2": blip2_rows,
+                     "reverse": reverse_rows}[tab](page, args.repeats)
         browser.close()
     demo.close()
     print(f"bundled tier, {args.repeats} repeats, Chromium headless on this machine")

@@ -7,9 +7,6 @@ them out. The maths lives in mmcore.blip.
 
 from __future__ import annotations
 
-import html
-import time
-
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
@@ -64,7 +61,7 @@ def new_scene(seed: float | None = None):
     to match: the true one and its colour swap)."""
     image, truth, picture, qs, scene_seed = scene_view(seed)
     return (image, truth, picture, gr.Dropdown(choices=qs, value=qs[0]), scene_seed,
-            probe_captions(_scene(scene_seed)))
+            probe_captions(scene_of(scene_seed)))
 
 
 def probe_captions(scene: shapes.Scene) -> str:
@@ -87,31 +84,11 @@ def scene_view(seed: float | None = None):
     return image, truth, picture, [q for q, _ in qa], scene.seed
 
 
-def _scene(seed) -> shapes.Scene | None:
+def scene_of(seed) -> shapes.Scene | None:
     return None if seed is None or int(seed) < 0 else shapes.sample_scene(int(seed), **SCENE)
 
 
 # ------------------------------------------------------------------------------------------------------- captioning
-
-def _chips(steps: list[B.Step], prompt: str = "", done: bool = False) -> str:
-    """The caption as token chips, each shaded by the probability the decoder gave it."""
-    chips = [f'<span class="blip-chip blip-prompt">{html.escape(prompt)}</span>'] if prompt.strip() else []
-    for s in steps:
-        if s.token == "[SEP]":
-            chips.append('<span class="blip-chip blip-end" title="end of caption">[SEP]</span>')
-            continue
-        alpha = 0.15 + 0.6 * s.prob
-        chips.append(f'<span class="blip-chip" style="background: rgba(99,102,241,{alpha:.2f})" '
-                     f'title="p = {s.prob:.3f}">{html.escape(s.token)}<sub>{s.prob:.2f}</sub></span>')
-    cursor = "" if done else '<span class="blip-cursor">▌</span>'
-    run = time.monotonic_ns()  # every render differs, so the page redraws even when a caption repeats
-    return f'<div class="blip-caption" data-run="{run}">{" ".join(chips)}{cursor}</div>'
-
-
-def _step_rows(steps: list[B.Step]) -> list[list]:
-    return [[i + 1, s.token, round(s.prob, 3), " · ".join(f"{t} {p:.2f}" for t, p in s.top)]
-            for i, s in enumerate(steps)]
-
 
 def _beam_rows(cap: B.Caption) -> list[list]:
     best = " ".join(s.token for s in cap.steps)  # the winner's tokens, [SEP] included
@@ -145,14 +122,15 @@ def caption(image, strategy, beams, length_penalty, temperature, top_k, top_p, m
         steps = []
         for step in B.stream_caption(bundle, img, dec, prompt):
             steps.append(step)
-            yield _chips(steps, prompt), nothing, nothing, nothing, nothing, nothing
+            yield common.token_chips(steps, prompt), nothing, nothing, nothing, nothing, nothing
         cap = B.finish(bundle, steps, prompt)
     words = bundle.words(cap.ids)
     note = (f"{label}\n\n**{len(cap.ids)} tokens**, "
             + ("ended with [SEP]." if cap.ended else f"stopped at the maximum length ({dec.max_new_tokens}).")
             + (" Pick a word below to see where the decoder looked while it chose it." if cap.ids else ""))
-    yield (_chips(cap.steps, prompt, done=True), _step_rows(cap.steps), _beam_rows(cap) if cap.beams else [],
-           _token_choices(cap.ids, words), {"ids": cap.ids, "prompt": prompt}, note)
+    yield (common.token_chips(cap.steps, prompt, done=True), common.step_rows(cap.steps),
+           _beam_rows(cap) if cap.beams else [], _token_choices(cap.ids, words), {"ids": cap.ids, "prompt": prompt},
+           note)
 
 
 def token_attention(image, state, token, layer, head, tier):
@@ -206,7 +184,7 @@ def ask(image, question, scene_seed, layer, tier):
     real = [i for i, t in enumerate(a.attention.tokens) if t not in ("[CLS]", "[SEP]", "[PAD]", "?")]
     m = np.mean([a.attention.of(i, layer_i) for i in real or [0]], axis=0)
     truth = ""
-    scene = _scene(scene_seed)
+    scene = scene_of(scene_seed)
     if scene is not None:
         known = dict(shapes.questions(scene))
         if question.lower() in known:
@@ -236,7 +214,7 @@ def matching(image, captions, tier):
 def swap_probe(image, scene_seed, tier):
     """The true caption of the scene against the same words with two colours swapped: BLIP's ITM beside the bundled
     CLIP's cosine. Markdown."""
-    scene = _scene(scene_seed)
+    scene = scene_of(scene_seed)
     if scene is None:
         raise ValueError("Draw a Shapes scene first (🎲): the probe needs a scene whose caption it knows.")
     true, swapped = shapes.caption(scene), shapes.swapped_caption(scene)
@@ -364,7 +342,7 @@ def build() -> dict:
         top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="top-p")
         seed = gr.Number(0, label="sampling seed", precision=0, minimum=0)
     caption_btn = gr.Button("✍️ Caption", variant="primary")
-    caption_html = gr.HTML(_chips([], done=True), elem_id="blip-caption-box")
+    caption_html = gr.HTML(common.token_chips([], done=True), elem_id="blip-caption-box")
     caption_note = gr.Markdown()
     with gr.Row():
         steps_table = gr.Dataframe(headers=STEP_COLUMNS, label="Each step's next-token distribution",
@@ -410,7 +388,7 @@ def build() -> dict:
                 "compares one image vector with one text vector, as CLIP does.")
     with gr.Row():
         with gr.Column(scale=1):
-            captions = gr.Textbox(value=probe_captions(_scene(first[4])), lines=4,
+            captions = gr.Textbox(value=probe_captions(scene_of(first[4])), lines=4,
                                   label="captions, one per line (up to 16)")
             with gr.Row():
                 match_btn = gr.Button("🔗 Match", variant="primary")
@@ -457,7 +435,11 @@ def build() -> dict:
             ui(matching), [image, captions, tier], [match_plot, swap_md], **private).then(
             ui(probe_note), [image, scene, tier], [swap_md], **private).then(
             ui(pipeline), [image, pipe_text, tier], [pipe_md, pipe_att, pipe_next], **private)
+        blip2_read(event)
 
+    from demos import blip2  # the BLIP-2 section reads this tab's image and scene (and imports this module)
+
+    blip2_read = blip2.build(image, scene)
     private = {"api_visibility": "private"}
     fill(common.on_load(lambda: None, None, None, queue=False, **private))
     fill(scene_event)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import html
 import inspect
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,3 +149,27 @@ def show_errors(fn: Callable) -> Callable:
                                  default=gr.Progress(track_tqdm=True))
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), progress])
     return wrapper
+
+
+# ------------------------------------------------------------------------------------------------------- decoding
+
+def token_chips(steps: list, prompt: str = "", done: bool = False, end: str = "[SEP]") -> str:
+    """A caption being decoded, as token chips shaded by the probability the decoder gave each (mmcore.blip.Step);
+    `end` is the model's end-of-text token."""
+    chips = [f'<span class="blip-chip blip-prompt">{html.escape(prompt)}</span>'] if prompt.strip() else []
+    for s in steps:
+        if s.token == end:
+            chips.append(f'<span class="blip-chip blip-end" title="end of caption">{html.escape(end)}</span>')
+            continue
+        alpha = 0.15 + 0.6 * s.prob
+        chips.append(f'<span class="blip-chip" style="background: rgba(99,102,241,{alpha:.2f})" '
+                     f'title="p = {s.prob:.3f}">{html.escape(s.token)}<sub>{s.prob:.2f}</sub></span>')
+    cursor = "" if done else '<span class="blip-cursor">▌</span>'
+    run = time.monotonic_ns()  # every render differs, so the page redraws even when a caption repeats
+    return f'<div class="blip-caption" data-run="{run}">{" ".join(chips)}{cursor}</div>'
+
+
+def step_rows(steps: list) -> list[list]:
+    """A decoding's steps (mmcore.blip.Step) as table rows: step, chosen token, its probability, the top candidates."""
+    return [[i + 1, s.token, round(s.prob, 3), " · ".join(f"{t} {p:.2f}" for t, p in s.top)]
+            for i, s in enumerate(steps)]

@@ -48,6 +48,7 @@ class ModelSpec:
     licence: str
     cache_files: tuple[str, ...] = ()  # pretrained: files that must be in the HF cache to count as cached
     fp16: bool = True           # safe to run in fp16 on CUDA
+    needs_cuda: bool = False    # too large for a CPU: offered only where a CUDA GPU is present
     notes: str = ""
 
     @property
@@ -194,6 +195,8 @@ def resolve_tier(family: str, requested: str | None = None, *, hub: Hub | None =
         pretrained = get_spec(family, "pretrained")
     except KeyError:
         return done("bundled", f"no pretrained model is registered for {family}; using {bundled.name}.")
+    if pretrained.needs_cuda and pick_device(cfg).type != "cuda":
+        return done("bundled", f"{pretrained.name} needs a CUDA GPU and this server has none; using {bundled.name}.")
     hub = hub or default_hub(cfg.hub_endpoint)
     if hub.is_cached(pretrained):
         return done("pretrained", f"{pretrained.name} found in the local Hugging Face cache.")

@@ -103,6 +103,28 @@ def _tiny_blip_saver(kind: str):
     return save
 
 
+TINY_QFORMER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                    cross_attention_frequency=1, encoder_hidden_size=32, initializer_range=0.3)
+TINY_OPT = dict(hidden_size=32, word_embed_proj_dim=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                max_position_embeddings=48, init_std=0.3)
+TINY_QUERIES = 4
+
+
+def _save_tiny_blip2(folder) -> None:
+    """A tiny random-init BLIP-2 (4 queries over 16 patches, a 2-layer OPT), laid out as Salesforce's checkpoints."""
+    from transformers import Blip2ForConditionalGeneration
+
+    from mmcore import blip2
+
+    tokenizer = blip2.build_tokenizer(folder)
+    torch.manual_seed(0)
+    config = blip2.bundled_config(len(tokenizer), TINY_QUERIES, TINY_BLIP_VISION, TINY_QFORMER, TINY_OPT)
+    model = Blip2ForConditionalGeneration(config)
+    torch.nn.init.normal_(model.query_tokens, std=1.0)  # distinct queries (transformers starts them at zero)
+    model.save_pretrained(folder)
+    blip2.make_processor(tokenizer, TINY_BLIP_VISION["image_size"], TINY_QUERIES).save_pretrained(folder)
+
+
 def _save_tiny_ldm(folder) -> None:
     """A tiny Stable-Diffusion-layout pipeline: epsilon-prediction like SD 1.5, its text encoder converted from a tiny
     open_clip text tower, CLIP's real BPE tokenizer."""
@@ -132,13 +154,14 @@ def _save_tiny_ldm(folder) -> None:
 
 SAVERS = {"vit": _save_tiny_vit, "clip": _save_tiny_clip, "vae": _save_tiny_vae, "taesd": _save_tiny_taesd,
           **{f"blip-{kind}": _tiny_blip_saver(kind) for kind in ("caption", "vqa", "itm")},
-          "ldm": _save_tiny_ldm, "ldm-sd15": _save_tiny_ldm}
+          "blip2": _save_tiny_blip2, "ldm": _save_tiny_ldm, "ldm-sd15": _save_tiny_ldm}
 
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, str]:
     """family -> folder holding a tiny random-init model in the pretrained tier's format."""
     import mmcore.blip
+    import mmcore.blip2
     import mmcore.clip
     import mmcore.diffusion
     import mmcore.ldm
@@ -154,11 +177,13 @@ def tiny_dirs(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture
 def tiny_pretrained(tiny_dirs, monkeypatch):
-    """Point every pretrained spec at its tiny folder and make the hub report it cached; a fresh model cache."""
+    """Point every pretrained spec at its tiny folder and make the hub report it cached; a fresh model cache. A tiny
+    model runs anywhere, so none of them needs CUDA."""
 
     for family, folder in tiny_dirs.items():
         spec = models.get_spec(family, "pretrained")
-        monkeypatch.setitem(models._CATALOGUE, (family, "pretrained"), dataclasses.replace(spec, source=folder))
+        monkeypatch.setitem(models._CATALOGUE, (family, "pretrained"),
+                            dataclasses.replace(spec, source=folder, needs_cuda=False))
     hub = FakeHub(cached=set(tiny_dirs))
     real = models.resolve_tier
     monkeypatch.setattr(models, "resolve_tier", lambda family, requested=None, **kw: real(family, requested, hub=hub))

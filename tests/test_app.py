@@ -21,14 +21,15 @@ def test_app_builds_with_every_tab(demo):
 def test_every_public_event_is_named_after_its_tab(demo):
     names = [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"]
     assert names, "no public API"
-    assert all(n.split("_")[0] in ("vit", "clip", "blip", "diffusion") for n in names), names
+    assert all(n.split("_")[0] in ("vit", "clip", "blip", "blip2", "diffusion") for n in names), names
     for expected in ("vit_patches", "vit_trace", "vit_attention", "vit_positions", "vit_layernorm", "vit_sinusoid",
                      "vit_draw", "clip_matrix", "clip_temperature", "clip_editable", "clip_zero_shot",
                      "clip_word_order", "diffusion_forward", "diffusion_curves", "diffusion_chain", "diffusion_strip",
                      "diffusion_latent", "diffusion_scene", "blip_scene", "blip_caption", "blip_attention",
                      "blip_lens", "blip_vqa", "blip_match", "blip_swap", "blip_pipeline", "diffusion_generate",
                      "diffusion_details", "diffusion_guidance", "diffusion_compare", "diffusion_clip_score",
-                     "diffusion_tokens", "diffusion_playground_train", "diffusion_playground_paths"):
+                     "diffusion_tokens", "diffusion_playground_train", "diffusion_playground_paths", "blip2_read",
+                     "blip2_maps", "blip2_ablate"):
         assert expected in names
 
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 import mmcore.blip as B
+import mmcore.blip2 as B2
 import mmcore.clip as C
 import mmcore.diffusion as D
 import mmcore.vit as V
 
-LOADERS = {"vit": V.load_vit, "clip": C.load_clip, "vae": D.load_vae, "blip": B.load_caption}
+LOADERS = {"vit": V.load_vit, "clip": C.load_clip, "vae": D.load_vae, "blip": B.load_caption, "blip2": B2.load}
 
 
 @pytest.mark.slow
@@ -37,6 +38,9 @@ def test_trainer_writes_loadable_weights_and_a_card(family, tmp_path, monkeypatc
         torch.testing.assert_close(vqa.model.vision_model.state_dict(), bundle.model.vision_model.state_dict())
         torch.testing.assert_close(itm.model.text_encoder.state_dict(), vqa.model.text_encoder.state_dict())
         assert "caption_accuracy_classic" in metrics and (out / "tokenizer.json").exists()
+    if family == "blip2":  # the image encoder starts from the bundled BLIP's
+        assert "caption_accuracy_composition_classic" in metrics and bundle.k == B2.NUM_QUERIES
+        assert "blip-shapes-caption" in card
     if family == "vae":
         assert metrics["scaling_factor"] == pytest.approx(bundle.scaling_factor, rel=1e-6)
         assert metrics["val_psnr_db"] > 0

@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-FAMILIES = ("vit", "clip", "vae", "blip", "ldm")
+FAMILIES = ("vit", "clip", "vae", "blip", "blip2", "ldm")
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in FAMILIES:
