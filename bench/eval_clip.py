@@ -9,6 +9,10 @@
 - Colour binding: on test scenes with two objects that differ in colour and shape, the share where the true caption
   scores above the same caption with the two colours swapped. 0.5 is a pure bag of words.
 - The word-order probe of the CLIP tab.
+- The modality gap |mean_img - mean_txt| of test scenes and their captions, and its share of the mean squared
+  distance between an image and its caption.
+- Prompt ensembles: zero-shot accuracy on one-object test scenes (label = the object's shape, or its colour) of each
+  of the CLIP tab's default templates alone and of their ensemble.
 """
 
 from __future__ import annotations
@@ -81,11 +85,38 @@ def binding(bundle: C.ClipBundle, n: int, world: str) -> tuple[float, int]:
     return right / max(1, total), total
 
 
+def gap(bundle: C.ClipBundle, n: int, world: str) -> tuple[float, float]:
+    """(|mean_img - mean_txt|, its square's share of the mean |img_i - txt_i|^2 of matched pairs) on n test scenes."""
+    scenes = [shapes.sample_scene(shapes.split_seed("test", i), world=world) for i in range(n)]
+    img = C.encode_images(bundle, [Image.fromarray(shapes.render(s, _size(bundle))) for s in scenes])
+    txt = C.encode_texts(bundle, [shapes.caption(s) for s in scenes])
+    _, size = C.modality_gap(img, txt)
+    return size, size**2 / float(((img - txt) ** 2).sum(1).mean())
+
+
+def ensemble_accuracy(bundle: C.ClipBundle, task: str, n: int, world: str) -> tuple[list[float], float]:
+    """Zero-shot accuracy on n one-object test scenes of each default template of the CLIP tab alone, and of their
+    ensemble."""
+    from demos.clip import ENSEMBLE_TASKS, ENSEMBLE_TEMPLATES
+
+    labels, templates = ENSEMBLE_TASKS[task], ENSEMBLE_TEMPLATES[task]
+    scenes = [shapes.sample_scene(shapes.split_seed("test", i), max_objects=1, world=world) for i in range(n)]
+    img = C.encode_images(bundle, [Image.fromarray(shapes.render(s, _size(bundle))) for s in scenes]).double()
+    truth = torch.tensor([labels.index(s.objects[0].shape if task == "shape" else s.objects[0].color) for s in scenes])
+
+    def accuracy(prompt_set) -> float:
+        return float(((img @ C.class_embeddings(bundle, labels, prompt_set).T).argmax(1) == truth).double().mean())
+
+    return [accuracy([t]) for t in templates], accuracy(templates)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2048, help="scenes per split (a multiple of 32)")
     ap.add_argument("--foreign", type=int, default=180, help="foreign drawings (bench/foreign_shapes.py)")
     ap.add_argument("--binding", type=int, default=500, help="two-object scenes for the colour-binding share")
+    ap.add_argument("--gap", type=int, default=512, help="scenes for the modality gap")
+    ap.add_argument("--ensemble", type=int, default=600, help="one-object scenes for the prompt-ensemble accuracy")
     args = ap.parse_args()
     bundle = models.load("clip", "bundled")
     print(f"bundled CLIP ({models.get_spec('clip', 'bundled').name}), logit scale {bundle.logit_scale:.1f}, "
@@ -112,6 +143,16 @@ def main() -> None:
 
     cos = (C.encode_images(bundle, [probe_scene()]) @ C.encode_texts(bundle, list(PROBE_TEXTS)).T)[0]
     print(f"word-order probe: cos('{PROBE_TEXTS[0]}') = {cos[0]:.3f}, cos('{PROBE_TEXTS[1]}') = {cos[1]:.3f}")
+    for world in shapes.WORLDS:
+        size, share = gap(bundle, args.gap, world)
+        print(f"{world:<8} modality gap over {args.gap} test scenes and their captions: |mean_img - mean_txt| = "
+              f"{size:.3f}, {share:.0%} of the mean squared image-caption distance")
+    for world in shapes.WORLDS:
+        for task in ("shape", "colour"):
+            singles, ensemble = ensemble_accuracy(bundle, task, args.ensemble, world)
+            print(f"{world:<8} zero-shot {task} of one-object scenes ({args.ensemble}): first template "
+                  f"{singles[0]:.4f}, single templates {min(singles):.4f}-{max(singles):.4f} (mean "
+                  f"{sum(singles) / len(singles):.4f}), ensemble of {len(singles)} {ensemble:.4f}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@ Four sets, none trained on:
 - the foreign set: shapes drawn by bench/foreign_shapes.py, with its own geometry, palette and rasteriser;
 - the drawings committed under assets/drawings/ (labels.csv).
 
-Rollout mass inside the objects is compared with the objects' share of the image area: a model that looks at the
-objects puts far more than that share there (target: at least 2x).
+On the test splits, three maps of "which patches matter" are compared by the share of their mass that falls inside
+the objects (the ground-truth masks of mmcore.shapes.render_masks): raw attention (the last layer's CLS row, mean over
+heads), attention rollout, and gradient-weighted relevance for the predicted class (Chefer et al., 2021). Each share
+is set beside the objects' share of the image area: a map that looks at the objects puts far more than that share
+there (target for rollout: at least 2x). The same is measured for the largest object alone, the one whose shape the
+model names. The logit lens line gives the accuracy of the class read from the CLS token after each block.
 """
 
 from __future__ import annotations
@@ -30,24 +34,41 @@ from bench import foreign_shapes
 from mmcore import models, shapes
 from mmcore import vit as V
 
+MAPS = ("raw attention (last layer)", "rollout (discard 0.0)", "rollout (discard 0.9)", "relevance (Chefer et al.)")
 
-def shapes_split(bundle: V.ViTBundle, world: str, n: int) -> tuple[float, dict[float, float], float]:
-    """(accuracy, {discard ratio: rollout mass inside the objects}, the objects' share of the area)."""
+
+def _patch_maps(atts: tuple[torch.Tensor, ...], grads: tuple[torch.Tensor, ...], grid: int) -> list[np.ndarray]:
+    """The four maps of MAPS, each (grid, grid) summing to 1."""
+    raw = V.cls_attention(atts, len(atts) - 1).double()
+    return [(raw / raw.sum()).numpy(),
+            V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=0.0), grid).numpy(),
+            V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=0.9), grid).numpy(),
+            V.cls_rollout_map(V.relevance_rollout(atts, grads), grid).numpy()]
+
+
+def shapes_split(bundle: V.ViTBundle, world: str, n: int) -> dict:
+    """On n test scenes: accuracy, the logit lens's accuracy after each block, and for each map of MAPS its mean mass
+    inside all objects and inside the largest one, with those regions' mean share of the image area."""
     cfg = bundle.model.config
-    size, g = cfg.image_size, V.grid_size(cfg.image_size, cfg.patch_size)
-    hits, inside, share = 0, {0.0: [], 0.9: []}, []
+    size, g, p = cfg.image_size, V.grid_size(cfg.image_size, cfg.patch_size), cfg.patch_size
+    names = V.class_names(bundle.model)
+    hits, lens_hits = 0, np.zeros(cfg.num_hidden_layers)
+    inside = {region: np.zeros(len(MAPS)) for region in ("all objects", "the largest object")}
+    area = dict.fromkeys(inside, 0.0)
     for i in range(n):
         scene = shapes.sample_scene(shapes.split_seed("test", i), one_large=True, world=world)
-        logits, atts = V.forward(bundle.model, bundle.pixel_values(Image.fromarray(shapes.render(scene, size))))
-        hits += int(cfg.id2label[int(logits.argmax())] == shapes.largest(scene).shape)
-        mask = shapes.render_masks(scene, size).any(0)  # (S, S) union of the objects
-        share.append(mask.mean())
-        atts = [a.float() for a in atts]
-        for ratio in inside:
-            heat = V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=ratio), g).numpy()  # (g, g), sums to 1
-            pixel_heat = np.kron(heat, np.ones((cfg.patch_size, cfg.patch_size))) / cfg.patch_size**2  # (S, S)
-            inside[ratio].append(pixel_heat[mask].sum())
-    return hits / n, {r: float(np.mean(v)) for r, v in inside.items()}, float(np.mean(share))
+        x = bundle.pixel_values(Image.fromarray(shapes.render(scene, size)))
+        truth = names.index(shapes.largest(scene).shape)
+        logits, _, atts, grads = V.attention_gradients(bundle.model, x)  # relevance for the predicted class
+        hits += int(logits.argmax()) == truth
+        lens_hits += (V.logit_lens(bundle.model, x).argmax(1) == truth).numpy()
+        masks = shapes.render_masks(scene, size)  # (objects, S, S)
+        regions = {"all objects": masks.any(0), "the largest object": masks[scene.objects.index(shapes.largest(scene))]}
+        maps = [np.kron(m, np.ones((p, p))) / p**2 for m in _patch_maps([a.float() for a in atts], grads, g)]
+        for region, mask in regions.items():
+            area[region] += mask.mean() / n
+            inside[region] += np.array([m[mask].sum() for m in maps]) / n  # (S, S) pixel maps, each sums to 1
+    return {"accuracy": hits / n, "lens": lens_hits / n, "inside": inside, "area": area}
 
 
 def drawings_accuracy(bundle: V.ViTBundle, drawings: list[foreign_shapes.Drawing]) -> tuple[float, Counter]:
@@ -70,11 +91,15 @@ def main() -> None:
     bundle = models.load("vit", "bundled")
     print(f"bundled ViT ({models.get_spec('vit', 'bundled').name}), torch {torch.__version__}")
     for world in shapes.WORLDS:
-        acc, inside, area = shapes_split(bundle, world, args.n)
-        print(f"{world:<8} test split ({args.n} scenes): accuracy {acc:.4f}   target >= 0.99")
-        for ratio, mass in inside.items():
-            print(f"{'':<9}rollout (discard {ratio:.1f}): mass inside objects {mass:.3f} vs area share {area:.3f} "
-                  f"-> {mass / area:.2f}x   target >= 2x")
+        r = shapes_split(bundle, world, args.n)
+        print(f"{world:<8} test split ({args.n} scenes): accuracy {r['accuracy']:.4f}   target >= 0.99")
+        print(f"{'':<9}logit lens accuracy after blocks 0..{len(r['lens']) - 1}: "
+              + "  ".join(f"{a:.3f}" for a in r["lens"]))
+        for region, masses in r["inside"].items():
+            print(f"{'':<9}map mass inside {region} (area share {r['area'][region]:.3f}):")
+            for name, mass in zip(MAPS, masses):
+                target = "   target >= 2x" if name.startswith("rollout") and region == "all objects" else ""
+                print(f"{'':<11}{name:<28} {mass:.3f} -> {mass / r['area'][region]:.2f}x{target}")
     for name, drawings in (("foreign set", foreign_shapes.foreign_set(args.foreign)),
                            ("drawings", foreign_shapes.load_drawings())):
         if not drawings:

@@ -1,5 +1,7 @@
-"""CLIP tab latency: p50 of an 8 x 8 similarity matrix from scratch and of a temperature change with cached
-embeddings on the bundled tier (this CPU), and ViT-B-32 (real size, random init) encoding 8 images; CUDA when present.
+"""CLIP tab latency: p50 of an 8 x 8 similarity matrix from scratch, of a temperature change with cached embeddings,
+of the modality-gap view and of the prompt-ensemble accuracy (from scratch, and the one-template/ensemble toggle with
+cached embeddings) on the bundled tier (this CPU), and ViT-B-32 (real size, random init) encoding 8 images; CUDA when
+present.
 
     python bench/latency_clip.py [--repeats 20]
 """
@@ -49,6 +51,22 @@ def main() -> None:
     *_, S, lines, _ = tab.matrix(images, texts, None, "bundled")
     print(row("bundled: temperature change (cached), clip_temperature",
               p50(lambda: tab.temperature(S, lines, -1.5), args.repeats), 30))
+
+    def gap_from_scratch():
+        C._EMBEDDINGS.clear()  # the 8 images and 8 texts are encoded again
+        return tab.gap(images, texts, "bundled")
+
+    print(row("bundled: modality gap (8 + 8), from scratch, clip_gap", p50(gap_from_scratch, args.repeats), 150))
+    shape = tab.default_templates("shape")  # 8 templates x 6 shapes = 48 prompts, on 32 scenes
+
+    def ensemble_from_scratch():
+        C._EMBEDDINGS.clear()
+        return tab.prompt_ensemble("shape", shape, "ensemble", 32, "bundled")
+
+    print(row("bundled: prompt ensemble from scratch, clip_prompt_ensemble",
+              p50(ensemble_from_scratch, args.repeats), 150))
+    print(row("bundled: one template <-> ensemble toggle (cached)",
+              p50(lambda: tab.prompt_ensemble("shape", shape, "one template", 32, "bundled"), args.repeats), 150))
     print(row("ViT-B-32 (real size, random init) encode 8 images, CPU fp32", vit_b32("cpu", max(3, args.repeats // 5))))
     if torch.cuda.is_available():
         print(row(f"ViT-B-32 encode 8 images, CUDA fp16 ({torch.cuda.get_device_name()})",

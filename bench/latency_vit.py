@@ -1,5 +1,6 @@
-"""ViT tab latency: p50 of the patch grid and of the attention map on the bundled tier (this CPU), and of a forward
-pass of ViT-B/16 at its real size (random init, since no weights are downloaded here); CUDA fp16 when present.
+"""ViT tab latency: p50 of the patch grid, the attention map, the three-map relevance view and the logit lens on the
+bundled tier (this CPU), and of a forward pass of ViT-B/16 at its real size (random init, since no weights are
+downloaded here), and of the forward + backward pass the relevance view needs; CUDA fp16 when present.
 
     python bench/latency_vit.py [--repeats 20]
 """
@@ -21,14 +22,21 @@ from demos import vit as tab
 from mmcore import vit as V
 
 
-def vit_b16(device: str, dtype: torch.dtype, repeats: int) -> tuple[float, float, float]:
+def vit_b16(device: str, dtype: torch.dtype, repeats: int, relevance: bool = False) -> tuple[float, float, float]:
+    """p50 of ViT-B/16's forward with attentions, or with relevance=True of the relevance view's forward + backward
+    and its rollouts."""
     from transformers import ViTConfig, ViTForImageClassification
 
     model = ViTForImageClassification(ViTConfig(num_labels=1000)).to(device, dtype).eval()  # ViT-B/16: 86 M params
     model.set_attn_implementation("eager")  # as the tab runs it: attention weights returned
     x = torch.randn(1, 3, 224, 224, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device == "cuda" else None
-    return p50(lambda: V.forward(model, x), repeats, warmup=3, sync=sync)
+
+    def explain():
+        _, _, atts, grads = V.attention_gradients(model, x)
+        return V.attention_rollout(atts), V.relevance_rollout(atts, grads)
+
+    return p50(explain if relevance else lambda: V.forward(model, x), repeats, warmup=3, sync=sync)
 
 
 def main() -> None:
@@ -41,11 +49,19 @@ def main() -> None:
                                                                     args.repeats), 150))
     print(row("bundled: attention map + rollout + top-5, vit_attention",
               p50(lambda: tab.attention(image, 3, "mean", 0.0, "bundled"), args.repeats), 150))
+    print(row("bundled: raw attention + rollout + relevance, vit_relevance",
+              p50(lambda: tab.relevance(image, tab.PREDICTED, "mean", 0.0, "bundled"), args.repeats), 150))
+    print(row("bundled: logit lens heatmap, vit_logit_lens", p50(lambda: tab.logit_lens(image, "bundled"),
+                                                                  args.repeats), 150))
     print(row("ViT-B/16 (real size, random init) forward + attentions, CPU fp32", vit_b16("cpu", torch.float32,
                                                                                           max(5, args.repeats // 4))))
+    print(row("ViT-B/16 forward + backward + relevance, CPU fp32", vit_b16("cpu", torch.float32,
+                                                                          max(5, args.repeats // 4), relevance=True)))
     if torch.cuda.is_available():
         print(row(f"ViT-B/16 forward + attentions, CUDA fp16 ({torch.cuda.get_device_name()})",
                   vit_b16("cuda", torch.float16, args.repeats)))
+        print(row("ViT-B/16 forward + backward + relevance, CUDA fp16", vit_b16("cuda", torch.float16, args.repeats,
+                                                                                relevance=True)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The ViT tab: patches, the tensor-shape tracer, positional embeddings, LayerNorm, attention maps and rollout.
+"""The ViT tab: patches, the tensor-shape tracer, positional embeddings, LayerNorm, attention maps, rollout and
+relevance, and the logit lens.
 
 Handlers are plain functions (image path or PIL image, numbers, tier) -> images, Markdown, figures; `build()` lays
 them out. All maths lives in mmcore.vit.
@@ -23,6 +24,8 @@ FAMILY = "vit"
 INPUT_SIZES = (32, 64, 112, 128, 224, 256, 384, 448)
 MAX_SINUSOID_D = 1024
 MAX_SINUSOID_POSITIONS = 512
+LENS_TOP_K = 10  # a head with more classes than this (ImageNet's 1000) shows its final top-10 as lens columns
+PREDICTED = "predicted"  # the relevance view's default class: whatever the model predicts
 DRAW_COLORS = ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in shapes.COLORS.values()]
 KNOWS = ("The **bundled ViT** knows six shapes (circle, square, triangle, diamond, star, hexagon) in any colour, "
          "drawn the way the wide Shapes world draws them: any rotation and size, stretched or squat, filled or "
@@ -242,6 +245,80 @@ def attention(image, layer: float, head: str | None, discard_ratio: float, tier:
     return viz.overlay(seen, one), viz.overlay(seen, roll), fig_d, fig_p, note
 
 
+def _class_index(bundle: V.ViTBundle, class_name: str | None) -> int | None:
+    """The head's index for a class label, None for the predicted class, or ValueError naming the accepted values."""
+    if class_name in (None, "", PREDICTED):
+        return None
+    names = V.class_names(bundle.model)
+    if class_name not in names:
+        examples = ", ".join(repr(n) for n in names[:6])
+        raise ValueError(f"class must be {PREDICTED!r} or one of the model's {len(names)} labels ({examples}, …), "
+                         f"got {class_name!r}")
+    return names.index(class_name)
+
+
+def relevance(image, class_name: str | None, head_fusion: str, discard_ratio: float, tier: str | None = None
+              ) -> tuple[Image.Image, Image.Image, Image.Image, str]:
+    """Three answers to "which patches matter?" for one image, side by side: raw attention (the last layer's CLS
+    row, mean over heads), attention rollout (heads fused by `head_fusion`), and gradient-weighted relevance for one
+    class (the predicted one by default). Returns the three overlays and a note on what to notice."""
+    img = common.user_image(image)
+    if head_fusion not in V.HEAD_FUSIONS:
+        raise ValueError(f"head fusion must be one of {', '.join(V.HEAD_FUSIONS)}, got {head_fusion!r}")
+    if discard_ratio is None or not 0 <= float(discard_ratio) < 1:
+        raise ValueError(f"discard ratio must be in [0, 1), got {discard_ratio!r}")
+    bundle, label = _bundle(tier)
+    index = _class_index(bundle, class_name)
+    cfg = bundle.model.config
+    g = V.grid_size(cfg.image_size, cfg.patch_size)
+    logits, index, atts, grads = V.attention_gradients(bundle.model, bundle.pixel_values(img), index)
+    raw = V.cls_attention(atts, len(atts) - 1).float().cpu().numpy()
+    roll = V.cls_rollout_map(V.attention_rollout(atts, float(discard_ratio), head_fusion), g).cpu().numpy()
+    rel = V.cls_rollout_map(V.relevance_rollout(atts, grads), g).cpu().numpy()
+    names = V.class_names(bundle.model)
+    prob = float(logits.softmax(-1)[index])
+    chosen = "the predicted class" if class_name in (None, "", PREDICTED) else "the chosen class"
+    seen = img.convert("RGB").resize((cfg.image_size, cfg.image_size), Image.Resampling.BICUBIC)
+    note = (f"{label}\n\nRelevance for **{names[index]}** ({chosen}, p = {prob:.1%}); rollout fuses the heads by "
+            f"**{head_fusion}** and discards the lowest {float(discard_ratio):.0%} of each layer's weights.\n\n"
+            "**What to notice:** raw attention and rollout ignore the class: pick another class and only the "
+            "relevance map changes. Relevance keeps only the attention whose gradient raises that class's logit, so "
+            "it usually sits tighter on the object than plain rollout. Try the runner-up class: what evidence does "
+            "the model find for it?")
+    return viz.overlay(seen, raw), viz.overlay(seen, roll), viz.overlay(seen, rel), note
+
+
+def logit_lens(image, tier: str | None = None) -> tuple[go.Figure, str]:
+    """The logit lens: the prediction read from the CLS token after each block, through the model's own final
+    LayerNorm and head. Returns a blocks x classes heatmap of probabilities (every class, or the final top
+    LENS_TOP_K of a larger head) and a note naming the block from which the final answer leads."""
+    img = common.user_image(image)
+    bundle, label = _bundle(tier)
+    probs = V.logit_lens(bundle.model, bundle.pixel_values(img)).softmax(-1).cpu().numpy()  # (L, num_labels)
+    n_blocks, n_classes = probs.shape
+    columns = np.arange(n_classes) if n_classes <= LENS_TOP_K else np.argsort(-probs[-1])[:LENS_TOP_K]
+    names = V.class_names(bundle.model)
+    z = probs[:, columns]  # (L, k)
+    hover = np.array([[names[c] for c in columns]] * n_blocks)  # (L, k)
+    fig = go.Figure(go.Heatmap(z=z, y=[f"block {b}" for b in range(n_blocks)], zmin=0, zmax=1, colorscale="Viridis",
+                               texttemplate="%{z:.2f}", colorbar={"title": "p", "tickformat": ".0%"}, customdata=hover,
+                               hovertemplate="%{y}, %{customdata}: p = %{z:.3f}<extra></extra>"))
+    # columns by position, named by tick: ImageNet repeats some labels ("crane" the bird and the machine)
+    fig.update_xaxes(tickvals=list(range(len(columns))), ticktext=[names[c][:24] for c in columns])
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title="Logit lens: head(LayerNorm(CLS after block l))", height=140 + 40 * n_blocks,
+                      margin={"l": 70, "r": 20, "t": 50, "b": 90})
+    top = probs.argmax(axis=1)  # (L,) the lens's answer after each block
+    final = int(top[-1])
+    settled = n_blocks - int(np.argmax(top[::-1] != final)) if (top != final).any() else 0
+    shown = "every class" if n_classes <= LENS_TOP_K else f"the final top {LENS_TOP_K} of {n_classes} classes"
+    note = (f"{label}\n\nColumns: {shown}. The last row is the model's own prediction, **{names[final]}** "
+            f"({probs[-1, final]:.1%}); it leads from **block {settled}** on.\n\n"
+            "**What to notice:** the answer is not in the CLS token from the start: it forms block by block, mostly "
+            "in the later ones. Watch for a runner-up that leads early and is overtaken.")
+    return fig, note
+
+
 # -------------------------------------------------------------------------------------------------------------- UI
 
 def build() -> None:
@@ -305,6 +382,23 @@ def build() -> None:
         top5 = gr.Plot(label="Predictions")
         distance = gr.Plot(label="Mean attention distance")
 
+    gr.Markdown("### Which patches matter for a class? Raw attention, rollout and relevance\n"
+                "Raw attention is one layer; rollout multiplies the layers' (A + I) with the heads fused as you "
+                "choose; relevance (Chefer et al., 2021) weights every head's attention by the gradient of the "
+                "class's logit, keeps the positive part, and rolls it up: R = I, R += mean_heads((∇A ⊙ A)⁺) R. "
+                "Rollout uses the discard ratio set above.")
+    with gr.Row():
+        rel_class = gr.Dropdown([PREDICTED], value=PREDICTED, label="class (relevance)", filterable=True)
+        fusion = gr.Radio(list(V.HEAD_FUSIONS), value="mean", label="head fusion (rollout)")
+        rel_btn = gr.Button("🧭 Compare the three maps", variant="primary")
+    rel_note = gr.Markdown()
+    with gr.Row():
+        raw_img = gr.Image(label="Raw attention (last layer, CLS row, mean over heads)", format="png",
+                           interactive=False)
+        fused_img = gr.Image(label="Attention rollout (heads fused as chosen)", format="png", interactive=False)
+        rel_img = gr.Image(label="Relevance for the class (gradient-weighted rollout)", format="png",
+                           interactive=False)
+
     gr.Markdown("### Positional embeddings: learned (z = x + p) and sinusoidal")
     with gr.Row():
         with gr.Column():
@@ -326,14 +420,23 @@ def build() -> None:
         ln_btn = gr.Button("📏 Measure LayerNorm")
     ln_plot = gr.Plot(label="Per-token statistics")
 
+    gr.Markdown("### Output layer: the logit lens\n"
+                "The head reads only the CLS token after the last block: logits = W · LN(h_L[CLS]) + b. Apply the "
+                "same LayerNorm and head to the CLS token after every earlier block, as if the network stopped there.")
+    with gr.Row():
+        lens_btn = gr.Button("🔭 Read the CLS token after every block", variant="primary", scale=0, min_width=280)
+        lens_note = gr.Markdown()
+    lens_plot = gr.Plot(label="Logit lens (blocks × classes)")
+
     def sync_controls(choice):
-        """Fit the layer/head controls to the model in use."""
+        """Fit the layer/head/class controls to the model in use."""
         bundle, _ = _bundle(choice)
         cfg = bundle.model.config
         last = cfg.num_hidden_layers - 1
         heads = ["mean"] + [str(h) for h in range(cfg.num_attention_heads)]
         return (gr.Slider(maximum=last, value=min(last, 0)), gr.Dropdown(choices=heads, value="mean"),
-                gr.Slider(maximum=last, value=0))
+                gr.Slider(maximum=last, value=0),
+                gr.Dropdown(choices=[PREDICTED, *V.class_names(bundle.model)], value=PREDICTED))
 
     ui = common.show_errors
     scene_btn.click(ui(new_scene), [seed], [image, truth], api_name="vit_scene")
@@ -351,5 +454,9 @@ def build() -> None:
     patch_index.submit(ui(position_map), [patch_index, tier], [pos_map], api_name="vit_position_map")
     pos_img.select(ui(patch_from_click), [tier], [patch_index, pos_map], api_visibility="private")
     gr.on(None, ui(sinusoid), [d_model, n_pos], [pe_plot], api_name="vit_sinusoid")  # on load and on change
+    rel_btn.click(ui(relevance), [image, rel_class, fusion, discard, tier], [raw_img, fused_img, rel_img, rel_note],
+                  api_name="vit_relevance")
     ln_btn.click(ui(layernorm), [image, ln_layer, tier], [ln_plot], api_name="vit_layernorm")
-    gr.on(None, ui(sync_controls), [tier], [layer, head, ln_layer], api_visibility="private")  # on load + change
+    lens_btn.click(ui(logit_lens), [image, tier], [lens_plot, lens_note], api_name="vit_logit_lens")
+    gr.on(None, ui(sync_controls), [tier], [layer, head, ln_layer, rel_class],
+          api_visibility="private")  # on load + change

@@ -313,6 +313,67 @@ def zero_shot(
     return torch.softmax(scale * cos, dim=0).numpy()  # (K,)
 
 
+def modality_gap(
+    image_embeddings: torch.Tensor | np.ndarray, text_embeddings: torch.Tensor | np.ndarray
+) -> tuple[np.ndarray, float]:
+    """The modality gap (Liang et al., 2022, "Mind the Gap"): images and texts sit in two separate clusters of the
+    shared space, and the offset between the clusters' centres measures how far apart they are.
+
+    image_embeddings: (Bi, D); text_embeddings: (Bt, D), each with at least one row; rows are L2-normalised here.
+    Returns (offset, size): offset = mean_i(image_i / |image_i|) - mean_j(text_j / |text_j|), float64 (D,), and its
+    Euclidean length |offset|.
+    """
+    images = _rows_normalised(image_embeddings, "image_embeddings")
+    texts = _rows_normalised(text_embeddings, "text_embeddings")
+    if images.shape[0] == 0 or texts.shape[0] == 0:
+        raise ValueError(f"the gap needs at least one image and one text, got {images.shape[0]} and {texts.shape[0]}")
+    if images.shape[1] != texts.shape[1]:
+        raise ValueError(
+            f"image_embeddings and text_embeddings must share the width D, got {images.shape[1]} and {texts.shape[1]}"
+        )
+    offset = images.mean(axis=0) - texts.mean(axis=0)  # (D,)
+    return offset, float(np.linalg.norm(offset))
+
+
+def gap_plane(
+    image_embeddings: torch.Tensor | np.ndarray, text_embeddings: torch.Tensor | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-D view that shows the modality gap at its true length (a PCA plane may hide it behind content variance).
+
+    x is the position along the gap's direction u = offset / |offset| (see `modality_gap`); y is the first principal
+    direction of what is left once that direction is projected out. Rows are L2-normalised and both axes centred on
+    all points together, so the two centres differ by exactly (|offset|, 0).
+    Returns (image_xy (Bi, 2), text_xy (Bt, 2)), float64. With no gap (offset = 0), x is zero.
+    """
+    offset, size = modality_gap(image_embeddings, text_embeddings)
+    images = _rows_normalised(image_embeddings, "image_embeddings")
+    texts = _rows_normalised(text_embeddings, "text_embeddings")
+    X = np.concatenate([images, texts], axis=0)  # (N, D)
+    X = X - X.mean(axis=0, keepdims=True)
+    u = offset / size if size > 0 else np.zeros_like(offset)  # (D,)
+    along = X @ u  # (N,)
+    rest = X - along[:, None] * u  # (N, D): the gap's direction removed
+    _, s, Vt = np.linalg.svd(rest, full_matrices=False)
+    direction = Vt[0] * np.sign(Vt[0][np.argmax(np.abs(Vt[0]))])  # sign fixed as in pca_2d
+    across = rest @ direction if s[0] > 1e-10 else np.zeros(len(X))  # (N,)
+    xy = np.stack([along, across], axis=1)  # (N, 2)
+    return xy[: len(images)], xy[len(images):]
+
+
+def ensemble_embeddings(text_embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Prompt ensembling (Radford et al., 2021, section 3.1.4): one embedding per class from several templates.
+
+    text_embeddings: (T, K, D), the embedding of template t filled with class k. Each is L2-normalised, the T of a
+    class are averaged, and the mean is L2-normalised again. Returns float64 (K, D) unit rows; with T = 1 this is
+    just the normalised embedding of the one prompt.
+    """
+    embeddings = _float64_tensor(text_embeddings)
+    if embeddings.ndim != 3 or 0 in embeddings.shape:
+        raise ValueError(f"text_embeddings must be (templates, classes, D) with none empty, got shape "
+                         f"{tuple(embeddings.shape)}")
+    return F.normalize(F.normalize(embeddings, dim=-1).mean(dim=0), dim=-1)  # (K, D)
+
+
 # --- text input -----------------------------------------------------------------------
 
 
@@ -489,29 +550,41 @@ def encode_images(bundle: ClipBundle, images: Sequence) -> torch.Tensor:
     """L2-normalised image embeddings (B, D), float32 on the CPU; each image is encoded once per model (cached by
     content), so moving the temperature never re-encodes."""
     arrays = [np.asarray(im.convert("RGB")) for im in images]
-    keys = [EmbeddingCache.key_image(a, bundle.model_id) for a in arrays]
-    missing = [i for i, k in enumerate(keys) if _EMBEDDINGS.get(k) is None]
+    found = [_EMBEDDINGS.get(EmbeddingCache.key_image(a, bundle.model_id)) for a in arrays]
+    missing = [i for i, f in enumerate(found) if f is None]
     if missing:
         from PIL import Image
 
         batch = torch.stack([bundle.preprocess(Image.fromarray(arrays[i])) for i in missing])  # (M, 3, S, S)
         feats = bundle.model.encode_image(batch.to(bundle.device, bundle.dtype), normalize=True).float().cpu()
-        for i, f in zip(missing, feats):
-            _EMBEDDINGS.put(keys[i], f)
-    return torch.stack([_EMBEDDINGS.get(k) for k in keys])
+        for i, f in zip(missing, feats):  # kept here too: a batch larger than the cache evicts its own first rows
+            _EMBEDDINGS.put(EmbeddingCache.key_image(arrays[i], bundle.model_id), f)
+            found[i] = f
+    return torch.stack(found)
 
 
 @torch.inference_mode()
 def encode_texts(bundle: ClipBundle, texts: Sequence[str]) -> torch.Tensor:
     """L2-normalised text embeddings (B, D), float32 on the CPU, cached by content like encode_images."""
     keys = [EmbeddingCache.key_text(t, bundle.model_id) for t in texts]
-    missing = [i for i, k in enumerate(keys) if _EMBEDDINGS.get(k) is None]
+    found = [_EMBEDDINGS.get(k) for k in keys]
+    missing = [i for i, f in enumerate(found) if f is None]
     if missing:
         tokens = bundle.tokenizer([texts[i] for i in missing]).to(bundle.device)  # (M, L)
         feats = bundle.model.encode_text(tokens, normalize=True).float().cpu()
         for i, f in zip(missing, feats):
             _EMBEDDINGS.put(keys[i], f)
-    return torch.stack([_EMBEDDINGS.get(k) for k in keys])
+            found[i] = f
+    return torch.stack(found)
+
+
+def class_embeddings(bundle: ClipBundle, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """Zero-shot classifier weights: every template filled with every label, encoded (cached), then ensembled over
+    the templates (`ensemble_embeddings`). Returns float64 (K, D) unit rows, one per label, in order."""
+    if not labels or not templates:
+        raise ValueError(f"need at least one label and one template, got {len(labels)} and {len(templates)}")
+    prompts = [fill_template(t, label) for t in templates for label in labels]  # template-major: (T * K,)
+    return ensemble_embeddings(encode_texts(bundle, prompts).reshape(len(templates), len(labels), -1))  # (K, D)
 
 
 @torch.inference_mode()

@@ -256,13 +256,46 @@ def attention_rollout(
     return rollout.float()
 
 
+def relevance_rollout(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Gradient-weighted attention rollout (Chefer, Gur & Wolf, 2021): how much each input token supports one class.
+
+    The rule of "Generic Attention-model Explainability" (ICCV 2021), which keeps the head weighting and rollout of
+    "Transformer Interpretability Beyond Attention Visualization" (CVPR 2021) and weights each head by its gradient
+    instead of by LRP relevances. attentions and gradients: one map per layer each, (H, T, T) or (1, H, T, T): the
+    attention probabilities A and d(class logit) / dA (see `attention_gradients`). Starting from R = I:
+      1. keep the heads' positive, gradient-weighted attention: A_bar = mean_heads(clamp(dA * A, min=0)), (T, T);
+      2. add what flows through this layer to what the residual path carries: R = R + A_bar @ R.
+    Unlike rollout, a head that attends to a patch but whose attention lowers the class logit adds nothing.
+    Returns float32 (T, T), non-negative. Row 0 is each token's relevance for the CLS token, and so for the class;
+    see `cls_rollout_map`.
+    """
+    if len(attentions) == 0:
+        raise ValueError("attentions is empty: load the model with attn_implementation='eager'")
+    if len(gradients) != len(attentions):
+        raise ValueError(f"need one gradient per attention map, got {len(gradients)} for {len(attentions)} layers")
+    maps = [_layer_map(a) for a in attentions]
+    grads = [_layer_map(g, "gradients") for g in gradients]
+    if any(g.shape != a.shape for g, a in zip(grads, maps)):
+        raise ValueError(f"gradients must match the attentions' shapes, got {[tuple(g.shape) for g in grads]} for "
+                         f"{[tuple(a.shape) for a in maps]}")
+    tokens = maps[0].shape[-1]
+    relevance = torch.eye(tokens, dtype=torch.float64, device=maps[0].device)  # (T, T): each token explains itself
+    for a, grad in zip(maps, grads):
+        weighted = (grad.double() * a.double()).clamp(min=0).mean(dim=0)  # (T, T)
+        relevance = relevance + weighted @ relevance  # (T, T)
+    return relevance.float()
+
+
 def cls_rollout_map(rollout: torch.Tensor, grid: int) -> torch.Tensor:
-    """Row 0 of a rollout (CLS <- each patch), patches only, as a (grid, grid) map that sums to 1."""
+    """Row 0 of a rollout or relevance matrix (CLS <- each patch), patches only, as a (grid, grid) map that sums to 1
+    (uniform when no patch carries any mass, which relevance allows)."""
     if rollout.ndim != 2 or rollout.shape[0] != rollout.shape[1] or rollout.shape[-1] != 1 + grid * grid:
         raise ValueError(f"rollout must have shape (1 + grid^2, 1 + grid^2) = {1 + grid * grid} squared for "
                          f"grid={grid}, got {tuple(rollout.shape)}")
     cls_row = rollout[0, 1:]  # (grid^2,)
-    return (cls_row / cls_row.sum()).reshape(grid, grid)  # (grid, grid)
+    total = cls_row.sum()
+    cls_row = cls_row / total if total > 0 else torch.full_like(cls_row, 1 / cls_row.numel())
+    return cls_row.reshape(grid, grid)  # (grid, grid)
 
 
 def cls_attention(attentions: Sequence[torch.Tensor], layer: int, head: int | None = None) -> torch.Tensor:
@@ -440,8 +473,60 @@ def predict(model: ViTForImageClassification, pixel_values: torch.Tensor, top_k:
         logits = model(pixel_values=pixel_values).logits[0]  # (num_labels,)
     probs = logits.float().softmax(dim=-1)  # (num_labels,)
     values, indices = probs.topk(min(top_k, probs.numel()))  # (k,), (k,)
+    names = class_names(model)
+    return [(names[int(i)], float(v)) for v, i in zip(values, indices)]
+
+
+def class_names(model: ViTForImageClassification) -> list[str]:
+    """The label of every output of the head, in order (model.config.id2label; the index where a label is missing)."""
     id2label = model.config.id2label
-    return [(str(id2label.get(int(i), id2label.get(str(int(i)), int(i)))), float(v)) for v, i in zip(values, indices)]
+    return [str(id2label.get(i, id2label.get(str(i), i))) for i in range(model.config.num_labels)]
+
+
+# --- 5. Lenses: what the CLS token holds after each block, and which patches support a class --------------------
+
+
+def logit_lens(model: ViTForImageClassification, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The logit lens: the class logits read from the CLS token after every block, through the model's own final
+    LayerNorm and classifier head, as if the network stopped there.
+
+    pixel_values: (1, 3, H, W). Returns float32 (L, num_labels): row l is head(LN(h_l[CLS])) for the hidden state
+    h_l leaving block l (0-based), so the last row is the model's own logits.
+    """
+    if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
+        raise ValueError(f"pixel_values must have shape (1, 3, H, W), got {tuple(pixel_values.shape)}")
+    with torch.inference_mode():
+        hidden = model.vit(pixel_values=pixel_values, output_hidden_states=True).hidden_states[1:]  # L x (1, T, D)
+        cls = torch.stack([h[0, 0] for h in hidden])  # (L, D): CLS after each block (index 0 is the embeddings)
+        return model.classifier(model.vit.layernorm(cls)).float()  # (L, num_labels)
+
+
+def attention_gradients(model: ViTForImageClassification, pixel_values: torch.Tensor, class_index: int | None = None
+                        ) -> tuple[torch.Tensor, int, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """One forward and one backward pass: every layer's attention probabilities A and the gradient of one class
+    logit with respect to them, d logit_c / dA (what `relevance_rollout` weights the heads by).
+
+    pixel_values: (1, 3, H, W); class_index in [0, num_labels), or None for the predicted class. Only the
+    attentions receive gradients: the model's parameters are left untouched. Returns (logits (num_labels,), the
+    class index used, attentions, gradients), the last two as one detached (H, T, T) map per layer.
+    """
+    if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
+        raise ValueError(f"pixel_values must have shape (1, 3, H, W), got {tuple(pixel_values.shape)}")
+    num_labels = model.config.num_labels
+    if class_index is not None and not 0 <= class_index < num_labels:
+        raise ValueError(f"class_index must be None (the predicted class) or in [0, {num_labels - 1}], "
+                         f"got {class_index}")
+    with torch.enable_grad():
+        # an input that asks for gradients builds the graph even when the parameters are frozen; the copy also
+        # accepts pixels made under torch.inference_mode
+        outputs = model(pixel_values=pixel_values.detach().clone().requires_grad_(True), output_attentions=True)
+        if not outputs.attentions:
+            raise RuntimeError("the model returned no attention maps: load it with attn_implementation='eager'")
+        logits = outputs.logits[0]  # (num_labels,)
+        index = int(logits.argmax()) if class_index is None else class_index
+        gradients = torch.autograd.grad(logits[index], outputs.attentions)  # L x (1, H, T, T)
+    return (logits.detach().float(), index, tuple(a[0].detach() for a in outputs.attentions),
+            tuple(g[0] for g in gradients))
 
 
 # ---------------------------------------------------------------------------------------- models: one loader, two tiers

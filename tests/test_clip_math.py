@@ -1,5 +1,6 @@
 """Tests for the CLIP maths in mmcore.clip: InfoNCE against open_clip.ClipLoss, the lecture's worked numbers,
-input validation, softmax, zero-shot, PCA and the embedding cache. Tiny seeded tensors only; no model is loaded.
+input validation, softmax, zero-shot, PCA, the modality gap, prompt ensembles and the embedding cache. Tiny seeded
+tensors only; no model is loaded.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from mmcore.clip import (
     EmbeddingCache,
     InfoNCE,
     cosine_similarity,
+    ensemble_embeddings,
     fill_template,
+    gap_plane,
     info_nce,
     lecture_example,
+    modality_gap,
     parse_labels,
     parse_texts,
     pca_2d,
@@ -202,6 +206,69 @@ def test_pca_2d_degenerate(images: np.ndarray, texts: np.ndarray, n_i: int, n_t:
     if n_i + n_t == 2 and ratio[0] > 0:
         assert ratio[0] == pytest.approx(1.0)
         assert (xy_i[:, 1] == 0).all() and (xy_t[:, 1] == 0).all()
+
+
+# --- the modality gap and prompt ensembles ----------------------------------------------
+
+
+def _clusters(seed: int, n_images: int = 6, n_texts: int = 5, dim: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two clusters around different centres, rows of random lengths (the functions normalise them)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(n_images, dim, generator=g, dtype=torch.float64) + 3 * torch.eye(dim, dtype=torch.float64)[0]
+    texts = torch.randn(n_texts, dim, generator=g, dtype=torch.float64) + 3 * torch.eye(dim, dtype=torch.float64)[1]
+    lengths = torch.rand(n_images + n_texts, 1, generator=g, dtype=torch.float64) * 5 + 0.1
+    return images * lengths[:n_images], texts * lengths[n_images:]
+
+
+def test_modality_gap_is_the_difference_of_the_normalised_means() -> None:
+    images, texts = _clusters(0)
+    offset, size = modality_gap(images, texts)
+    expected = F.normalize(images, dim=-1).mean(0) - F.normalize(texts, dim=-1).mean(0)
+    np.testing.assert_allclose(offset, expected.numpy(), atol=1e-12)
+    assert size == pytest.approx(float(expected.norm()))
+    assert size > 0.5  # the clusters sit around different axes
+    assert modality_gap(texts, images)[1] == pytest.approx(size)  # |offset| is symmetric, the sign is not
+    np.testing.assert_allclose(modality_gap(texts, images)[0], -offset)
+    assert modality_gap(images, F.normalize(images, dim=-1) * 7)[1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="at least one image and one text"):
+        modality_gap(images, np.zeros((0, 8)))
+    with pytest.raises(ValueError, match="width D"):
+        modality_gap(images, texts[:, :4])
+
+
+@pytest.mark.parametrize(("n_images", "n_texts"), [(6, 5), (4, 4), (1, 1), (1, 3)])
+def test_gap_plane_shows_the_gap_at_its_length(n_images: int, n_texts: int) -> None:
+    images, texts = _clusters(1, n_images, n_texts)
+    xy_i, xy_t = gap_plane(images, texts)
+    assert xy_i.shape == (n_images, 2) and xy_t.shape == (n_texts, 2)
+    centre_gap = xy_i.mean(0) - xy_t.mean(0)
+    np.testing.assert_allclose(centre_gap, [modality_gap(images, texts)[1], 0.0], atol=1e-10)
+    # the plane is an orthogonal projection: distances in it never exceed those in the full space
+    full = torch.cdist(F.normalize(images, dim=-1), F.normalize(texts, dim=-1)).numpy()
+    assert (np.linalg.norm(xy_i[:, None] - xy_t[None], axis=-1) <= full + 1e-10).all()
+
+
+def test_ensemble_of_one_template_is_the_plain_zero_shot() -> None:
+    g = torch.Generator().manual_seed(2)
+    prompts = torch.randn(1, 4, 8, generator=g, dtype=torch.float64) * 3  # one template, 4 classes
+    image = torch.randn(8, generator=g, dtype=torch.float64)
+    one = ensemble_embeddings(prompts)
+    torch.testing.assert_close(one, F.normalize(prompts[0], dim=-1))
+    np.testing.assert_allclose(zero_shot(image, one, 100.0), zero_shot(image, prompts[0], 100.0), atol=1e-12)
+
+
+def test_ensemble_normalises_before_and_after_averaging() -> None:
+    g = torch.Generator().manual_seed(3)
+    prompts = torch.randn(5, 3, 8, generator=g, dtype=torch.float64)  # 5 templates, 3 classes
+    prompts = prompts * torch.rand(5, 3, 1, generator=g, dtype=torch.float64) * 10  # lengths that differ a lot
+    ensembled = ensemble_embeddings(prompts.numpy())
+    torch.testing.assert_close(ensembled.norm(dim=-1), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(ensembled, F.normalize(F.normalize(prompts, dim=-1).mean(0), dim=-1))
+    unweighted = F.normalize(prompts.mean(0), dim=-1)  # long embeddings would outvote short ones without step 1
+    assert not torch.allclose(ensembled, unweighted)
+    for bad in (torch.zeros(3, 8), torch.zeros(0, 3, 8), torch.zeros(2, 0, 8)):
+        with pytest.raises(ValueError, match="templates, classes, D"):
+            ensemble_embeddings(bad)
 
 
 # --- text input -------------------------------------------------------------------------

@@ -118,3 +118,47 @@ def test_blank_drawing_asks_for_one_and_bad_drawing_is_refused(tiny_pretrained):
         tab.drawing({"composite": np.zeros((4, 4, 4), np.uint8)}, TIER)
     image, truth = tab.use_drawing(_sketch(True))
     assert image.size == (256, 256) and "no ground truth" in truth
+
+
+def _model_and_pixels(image):
+    bundle, _ = tab._bundle(TIER)
+    return bundle.model, bundle.pixel_values(image)
+
+
+def test_relevance_beside_attention_and_rollout(scene):
+    raw, roll, rel, note = tab.relevance(scene, tab.PREDICTED, "max", 0.0, TIER)
+    assert raw.size == roll.size == rel.size == (448, 448)
+    predicted = tab.V.predict(*_model_and_pixels(scene), top_k=1)[0][0]
+    assert f"Relevance for **{predicted}** (the predicted class" in note and "**max**" in note
+    assert "What to notice" in note
+    other = next(f"class {i}" for i in range(5) if f"class {i}" != predicted)
+    raw2, roll2, rel2, note2 = tab.relevance(scene, other, "max", 0.0, TIER)
+    assert f"Relevance for **{other}** (the chosen class" in note2
+    assert np.array_equal(np.asarray(raw), np.asarray(raw2)) and np.array_equal(np.asarray(roll), np.asarray(roll2))
+    assert not np.array_equal(np.asarray(rel), np.asarray(rel2)), "only relevance depends on the class"
+    _, roll_mean, _, _ = tab.relevance(scene, other, "mean", 0.0, TIER)
+    assert not np.array_equal(np.asarray(roll), np.asarray(roll_mean)), "the head fusion changes the rollout"
+
+
+@pytest.mark.parametrize("class_name, fusion, discard, match", [
+    ("zebra", "mean", 0.0, r"class must be 'predicted' or one of the model's 5 labels \('class 0'"),
+    (None, "median", 0.0, "head fusion must be one of mean, max, min"),
+    (None, "mean", 1.0, "discard ratio must be in"),
+])
+def test_relevance_bad_input(scene, class_name, fusion, discard, match):
+    with pytest.raises(ValueError, match=match):
+        tab.relevance(scene, class_name, fusion, discard, TIER)
+
+
+def test_logit_lens_rows_are_blocks_and_the_last_is_the_prediction(scene, monkeypatch):
+    fig, note = tab.logit_lens(scene, TIER)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (2, 5) and list(fig.data[0].y) == ["block 0", "block 1"]
+    top = tab.V.predict(*_model_and_pixels(scene), top_k=5)
+    assert dict(zip(fig.layout.xaxis.ticktext, z[-1])) == pytest.approx(dict(top), abs=1e-5)
+    assert f"prediction, **{top[0][0]}**" in note and "What to notice" in note
+    monkeypatch.setattr(tab, "LENS_TOP_K", 3)  # a larger head than LENS_TOP_K shows only its final top classes
+    fig, note = tab.logit_lens(scene, TIER)
+    assert list(fig.layout.xaxis.ticktext) == [label for label, _ in top[:3]] and "final top 3 of 5 classes" in note
+    with pytest.raises(ValueError, match="No image yet"):
+        tab.logit_lens(None, TIER)

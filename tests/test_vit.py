@@ -1,6 +1,6 @@
 """Tests for mmcore.vit on a tiny random-init ViT (32 px, 8 px patches -> 16 patches + CLS, D = 32, 2 layers).
 
-Nothing is downloaded. Rollout and mean attention distance are checked against plain loop references.
+Nothing is downloaded. Rollout, relevance and mean attention distance are checked against plain loop references.
 """
 
 from __future__ import annotations
@@ -182,6 +182,74 @@ def test_rollout_on_model(attentions):
 def test_rollout_validation(attentions, kwargs, match):
     with pytest.raises(ValueError, match=match):
         vit.attention_rollout(attentions, **kwargs)
+
+
+def _reference_relevance(attentions, gradients):
+    """Relevance with explicit loops: R = I; per layer, R += mean over heads of max(grad * A, 0), times R."""
+    t = attentions[0].shape[-1]
+    relevance = np.eye(t)
+    for layer, grad in zip(attentions, gradients):
+        a, g = layer[0].double().numpy(), grad[0].double().numpy()
+        fused = np.zeros((t, t))
+        for i in range(t):
+            for j in range(t):
+                fused[i, j] = np.mean([max(g[h, i, j] * a[h, i, j], 0.0) for h in range(a.shape[0])])
+        relevance = relevance + fused @ relevance
+    return relevance
+
+
+def test_relevance_rollout_matches_reference():
+    rng = np.random.default_rng(7)
+    attentions = [_random_attention(rng) for _ in range(3)]
+    gradients = [torch.tensor(rng.normal(size=(1, HEADS, TOKENS, TOKENS)), dtype=torch.float32) for _ in range(3)]
+    relevance = vit.relevance_rollout(attentions, gradients)
+    np.testing.assert_allclose(relevance.numpy(), _reference_relevance(attentions, gradients), rtol=1e-5, atol=1e-6)
+    assert (relevance >= 0).all()
+    # with no positive evidence R stays I: row 0 gives no patch any mass, and the map falls back to uniform
+    nothing = vit.relevance_rollout(attentions, [-g.abs() for g in gradients])
+    torch.testing.assert_close(nothing, torch.eye(TOKENS))
+    torch.testing.assert_close(vit.cls_rollout_map(nothing, grid=4), torch.full((4, 4), 1 / 16))
+
+
+def test_relevance_validation(attentions):
+    grads = [torch.ones_like(a) for a in attentions]
+    with pytest.raises(ValueError, match="one gradient per attention map"):
+        vit.relevance_rollout(attentions, grads[:1])
+    with pytest.raises(ValueError, match="match the attentions"):
+        vit.relevance_rollout(attentions, [g[..., :-1, :-1] for g in grads])
+    with pytest.raises(ValueError, match="eager"):
+        vit.relevance_rollout([], [])
+
+
+def test_attention_gradients_on_model(model, pixels):
+    logits, index, atts, grads = vit.attention_gradients(model, pixels)
+    expected, expected_atts = vit.forward(model, pixels)
+    torch.testing.assert_close(logits, expected[0])
+    assert index == int(expected[0].argmax())  # None means the predicted class
+    assert len(atts) == len(grads) == LAYERS and all(g.shape == (HEADS, TOKENS, TOKENS) for g in grads)
+    torch.testing.assert_close(atts[0], expected_atts[0][0])
+    assert all(p.grad is None for p in model.parameters()), "only the attentions get gradients"
+    # in the last block only the CLS query's attention reaches the head: every other row's gradient is exactly zero
+    assert grads[-1][:, 1:].abs().max() == 0 and grads[-1][:, 0].abs().max() > 0
+    relevance = vit.cls_rollout_map(vit.relevance_rollout(atts, grads), grid=4)
+    assert (relevance >= 0).all() and relevance.sum().item() == pytest.approx(1.0, abs=1e-5)
+    other = vit.cls_rollout_map(vit.relevance_rollout(*vit.attention_gradients(model, pixels, (index + 1) % 3)[2:]), 4)
+    assert not torch.allclose(relevance, other), "relevance depends on the class, unlike rollout"
+    with pytest.raises(ValueError, match="class_index"):
+        vit.attention_gradients(model, pixels, 3)
+    with torch.inference_mode():
+        frozen = pixels.clone()
+    torch.testing.assert_close(vit.attention_gradients(model, frozen)[3][0], grads[0])
+
+
+def test_logit_lens_ends_at_the_models_prediction(model, pixels):
+    lens = vit.logit_lens(model, pixels)
+    logits, _ = vit.forward(model, pixels)
+    assert lens.shape == (LAYERS, 3)
+    torch.testing.assert_close(lens[-1], logits[0].float(), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(lens[0], lens[-1]), "the first block's reading is not the final answer"
+    with pytest.raises(ValueError, match="pixel_values"):
+        vit.logit_lens(model, pixels[0])
 
 
 def test_cls_attention(attentions):
