@@ -50,6 +50,27 @@ async ([id, kind, what]) => {
   }
   return null;
 }"""
+ACT_AND_SETTLE = """
+async ([id, what]) => {
+  // Click the button labelled `what`, then time until the plot in #id has been redrawn: the last change inside it,
+  // once nothing has changed for 400 ms (Plotly draws in several passes).
+  const root = document.querySelector(`#${id}`);
+  root.scrollIntoView({block: 'center'});
+  let last = null;
+  const observer = new MutationObserver(() => { last = performance.now(); });
+  observer.observe(root, {childList: true, subtree: true, attributes: true, characterData: true});
+  const t0 = performance.now();
+  [...document.querySelectorAll('button')].find(b => b.innerText.trim() === what).click();
+  while (performance.now() - t0 < 30000) {
+    await new Promise(r => setTimeout(r, 20));
+    if (last !== null && root.querySelector('.main-svg') && performance.now() - last > 400) {
+      observer.disconnect();
+      return last - t0;
+    }
+  }
+  observer.disconnect();
+  return null;
+}"""
 CAPTION_TIMES = """
 async () => {
   const box = () => document.querySelector('#blip-caption-box .blip-caption');
@@ -171,12 +192,14 @@ def caption_times(page, repeats: int, script: str = CAPTION_TIMES) -> tuple[list
 
 def measure(page, elem_id: str, kind: str, what: str, repeats: int, before=None) -> list[float]:
     """ms from a click on the button labelled `what` (kind "click") or a one-step move of the slider #`what` (kind
-    "slider") to a new, fully loaded image in #elem_id, `repeats` times. `before()` runs untimed before each."""
+    "slider") to a new, fully loaded image in #elem_id (kind "plot": a click, to the plot in #elem_id redrawn),
+    `repeats` times. `before()` runs untimed before each."""
     times = []
     for _ in range(repeats):
         if before:
             before()
-        ms = page.evaluate(ACT_AND_WAIT, [elem_id, kind, what])
+        ms = (page.evaluate(ACT_AND_SETTLE, [elem_id, what]) if kind == "plot"
+              else page.evaluate(ACT_AND_WAIT, [elem_id, kind, what]))
         if ms is None:
             raise RuntimeError(f"{elem_id} did not change within 30 s")
         times.append(ms)
@@ -229,6 +252,36 @@ def blip_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
             ("whole caption rendered (✍️ Caption)", p50(caption, 10)[0], whole, 300)]
 
 
+def lens_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]:
+    """The ViT and CLIP tabs' lenses (logit lens, relevance, modality gap, prompt ensembles), each from its button."""
+    from timing import p50
+
+    from demos import clip, vit
+    from mmcore import shapes
+
+    image, _ = vit.new_scene(seed=11)
+    page.get_by_role("tab", name="ViT").click()
+    page.locator("#vit-relevance").wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    rows = [("ViT relevance beside rollout (🧭)", p50(lambda: vit.relevance(image, vit.PREDICTED, "mean", 0.9,
+                                                                            "bundled"), 10)[0],
+             measure(page, "vit-relevance", "click", "🧭 Compare the three maps", repeats), 150),
+            ("ViT logit lens (🔭)", p50(lambda: vit.logit_lens(image, "bundled"), 10)[0],
+             measure(page, "vit-lens", "plot", "🔭 Read the CLS token after every block", repeats), 150)]
+    page.get_by_role("tab", name="CLIP").click()
+    page.locator("#clip-gap").wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    images = [shapes.render(s, 128) for s in [shapes.sample_scene(shapes.split_seed("test", i)) for i in range(8)]]
+    texts = "\n".join(shapes.caption(shapes.sample_scene(shapes.split_seed("test", i))) for i in range(8))
+    rows += [("CLIP modality gap (↔️)", p50(lambda: clip.gap([(im, None) for im in images], texts, "bundled"), 10)[0],
+              measure(page, "clip-gap", "plot", "↔️ Measure the gap for the images and texts above", repeats), 150),
+             ("CLIP prompt ensemble (🎯)",
+              p50(lambda: clip.prompt_ensemble("shape", clip.default_templates("shape"), "one template", 32,
+                                               "bundled"), 10)[0],
+              measure(page, "clip-ensemble", "plot", "🎯 Measure zero-shot accuracy", repeats), 150)]
+    return rows
+
+
 def blip2_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]:
     from timing import p50
 
@@ -249,8 +302,8 @@ def blip2_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--tabs", nargs="+", default=["diffusion", "blip", "blip2", "reverse"],
-                    choices=["diffusion", "blip", "blip2", "reverse"])
+    ap.add_argument("--tabs", nargs="+", default=["lenses", "diffusion", "blip", "blip2", "reverse"],
+                    choices=["lenses", "diffusion", "blip", "blip2", "reverse"])
     args = ap.parse_args()
     os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="lab-bench-"))
     from playwright.sync_api import sync_playwright
@@ -268,7 +321,7 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         page.goto(f"http://127.0.0.1:{port}", wait_until="load", timeout=90_000)
         for tab in args.tabs:
-            rows += {"diffusion": diffusion_rows, "blip": blip_rows, "blip2": blip2_rows,
+            rows += {"lenses": lens_rows, "diffusion": diffusion_rows, "blip": blip_rows, "blip2": blip2_rows,
                      "reverse": reverse_rows}[tab](page, args.repeats)
         browser.close()
     demo.close()

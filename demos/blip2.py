@@ -137,7 +137,7 @@ def _labels(reading: B2.Reading, scene: shapes.Scene | None, layer, head) -> lis
     if scene is None:
         return [f"q{q}" for q in range(k)]
     names = object_names(scene)
-    return [f"q{q} → {names[h] if h >= 0 else 'background'}"
+    return [f"q{q}: {names[h] if h >= 0 else 'background'}"
             for q, h in enumerate(B2.query_objects(reading, scene, layer, head))]
 
 

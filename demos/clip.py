@@ -460,7 +460,7 @@ def build() -> None:
         with gr.Column(scale=1):
             gap_btn = gr.Button("↔️ Measure the gap for the images and texts above", variant="primary")
             gap_md = gr.Markdown()
-        gap_plot = gr.Plot(label="Images, texts and the gap between them", scale=2)
+        gap_plot = gr.Plot(label="Images, texts and the gap between them", scale=2, elem_id="clip-gap")
 
     gr.Markdown("### The lecture's 3 × 3 example: edit any cell")
     with gr.Row():
@@ -502,7 +502,7 @@ def build() -> None:
             ens_btn = gr.Button("🎯 Measure zero-shot accuracy", variant="primary")
         ens_md = gr.Markdown()
     with gr.Row():
-        ens_plot = gr.Plot(label="Zero-shot accuracy")
+        ens_plot = gr.Plot(label="Zero-shot accuracy", elem_id="clip-ensemble")
         ens_confusion = gr.Plot(label="Confusion matrix")
 
     gr.Markdown("### Word-order probe: is CLIP a bag of words?")

@@ -397,7 +397,7 @@ def build() -> None:
                            interactive=False)
         fused_img = gr.Image(label="Attention rollout (heads fused as chosen)", format="png", interactive=False)
         rel_img = gr.Image(label="Relevance for the class (gradient-weighted rollout)", format="png",
-                           interactive=False)
+                           interactive=False, elem_id="vit-relevance")
 
     gr.Markdown("### Positional embeddings: learned (z = x + p) and sinusoidal")
     with gr.Row():
@@ -426,7 +426,7 @@ def build() -> None:
     with gr.Row():
         lens_btn = gr.Button("🔭 Read the CLS token after every block", variant="primary", scale=0, min_width=280)
         lens_note = gr.Markdown()
-    lens_plot = gr.Plot(label="Logit lens (blocks × classes)")
+    lens_plot = gr.Plot(label="Logit lens (blocks × classes)", elem_id="vit-lens")
 
     def sync_controls(choice):
         """Fit the layer/head/class controls to the model in use."""

@@ -204,6 +204,24 @@ def test_blip_streams_a_caption_and_shows_where_a_word_looked(page):
     page.screenshot(path=str(ARTIFACTS / "blip.png"), full_page=True)
 
 
+
+def test_blip2_reads_with_queries_and_ablates_them(page):
+    page.get_by_role("tab", name="BLIP").click()
+    read = page.get_by_role("button", name="🔎 Read the image with the Q-Former and caption it")
+    read.scroll_into_view_if_needed()
+    read.click()
+    page.locator("#blip2-maps img").wait_for(timeout=60_000)
+    page.locator("text=/truth:/ >> visible=true").first.wait_for(timeout=60_000)
+    assert page.locator("text=8 queries × 96 >> visible=true").count() >= 1  # the Q-Former's real output shape
+    for q in ("q0", "q1", "q2", "q3"):
+        page.get_by_label(q, exact=True).check()
+    page.get_by_role("button", name="✂️ Caption again without them").click()
+    page.locator("text=/with every query to/ >> visible=true").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    section = page.locator("#blip2-maps")
+    section.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "blip2.png"), full_page=True)
+
 def test_clip_matrix(page):
     page.get_by_role("tab", name="CLIP").click()
     page.get_by_role("button", name="🎲 Draw a random Shapes batch").click()
