@@ -1,4 +1,5 @@
-"""What every tab shares: tier choice, safe image input, sample photos, random Shapes scenes, error display."""
+"""What every tab shares: tier choice, safe image input, sample photos, random Shapes scenes, error display, and how
+a model event runs on the shared device (one concurrency group; `spaces.GPU` on a ZeroGPU Space)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from PIL import Image
 
 from mmcore import images, models, settings, shapes
 
+DEVICE = "device"  # the concurrency group of every event that runs a model (see app.share_device)
+LOAD_WAIT_S = 5.0  # a click waits this long for a model that is still loading, then is told to try again
 SAMPLES = sorted((models.ASSETS / "images").glob("*.jpg"))
 PHOTO_NOTE = ("Real photos belong to the **pretrained** tier. The bundled models were trained only on the Shapes "
               "world, so on a photo of a cat they can only answer in shapes and colours.")
@@ -25,16 +28,17 @@ PHOTO_NOTE = ("Real photos belong to the **pretrained** tier. The bundled models
 def resolve(family: str, choice: str | None) -> models.Resolution:
     """The tier to use for `family` when the user picked `choice` (auto | bundled | pretrained). Cheap after the
     first call: the cache lookup is a file check and the hub's reachability is probed once per process."""
-    choice = choice or settings.get().tier
+    choice = choice or settings.get().tier_for(family)
     if choice not in settings.TIERS:
         raise ValueError(f"tier must be one of {', '.join(settings.TIERS)}, got {choice!r}")
     return models.resolve_tier(family, choice)
 
 
-def load(family: str, choice: str | None):
-    """(model bundle, resolution) for the user's tier choice; downloads only when the resolution says so."""
+def load(family: str, choice: str | None, wait: float | None = LOAD_WAIT_S):
+    """(model bundle, resolution) for the user's tier choice; downloads only when the resolution says so. A model
+    still loading after `wait` seconds raises models.StillLoading (None: wait as long as it takes)."""
     res = resolve(family, choice)
-    return models.load(family, res.tier, local_files_only=not res.download), res
+    return models.load(family, res.tier, local_files_only=not res.download, wait=wait), res
 
 
 def tier_label(family: str, res: models.Resolution) -> str:
@@ -54,7 +58,7 @@ def tier_radio(family: str) -> gr.Radio:
             continue
         size = f"{spec.size_mb:,.0f} MB download" if tier == "pretrained" else f"{spec.size_mb:.1f} MB, offline"
         choices.append((f"{tier}: {spec.name} ({size})", tier))
-    return gr.Radio(choices, value=settings.get().tier, label="Model tier",
+    return gr.Radio(choices, value=settings.get().tier_for(family), label="Model tier",
                     info="auto = pretrained when cached or downloadable, else bundled.")
 
 
@@ -82,6 +86,52 @@ def image_input(label: str = "Image", value: Image.Image | None = None) -> gr.Im
                     height=300)
 
 
+def _paths(value) -> list[str]:
+    """Every file path inside an upload's payload (an image, a gallery, a sketchpad's layers), as a flat list."""
+    if isinstance(value, dict):
+        return ([value["path"]] if isinstance(value.get("path"), str) else []) + [
+            p for k, v in value.items() if k != "path" for p in _paths(v)]
+    return [p for v in value for p in _paths(v)] if isinstance(value, (list, tuple)) else []
+
+
+def _unreadable(component: gr.components.Component, payload, exc: Exception) -> str:
+    """A sentence for an input Gradio could not convert: our loader's for an upload, else one naming the control."""
+    paths = _paths(payload.model_dump() if hasattr(payload, "model_dump") else payload)
+    for path in paths:
+        try:
+            user_image(Path(path).read_bytes())  # bytes, so that no message names a server path
+        except ValueError as bad:
+            return str(bad)
+        except OSError:
+            return "The upload could not be read. Please upload it again."
+    if paths:
+        return f"This upload could not be read as an image ({images.ACCEPTED})."
+    name, value = component.label or type(component).__name__, str(payload)[:60]
+    if getattr(component, "minimum", None) is not None and getattr(component, "maximum", None) is not None:
+        return f"{name} must be a number in [{component.minimum:g}, {component.maximum:g}], got {value!r}."
+    return f"{name} cannot be {value!r} ({type(exc).__name__})."
+
+
+def guard_input(component: gr.components.Component) -> gr.components.Component:
+    """Gradio converts every input before any handler runs (it opens an uploaded image, reads a slider's number);
+    make a value it cannot convert (not an image, zero bytes, a decompression bomb, a word for a number) fail with a
+    sentence instead of a stack trace or an empty error. Returns `component`."""
+    decode = component.preprocess
+
+    @functools.wraps(decode)
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise gr.Error(_unreadable(component, payload, exc), title="Please check the input",
+                           print_exception=False) from None
+
+    component.preprocess = preprocess
+    return component
+
+
 # ------------------------------------------------------------------------------------------------------------ inputs
 
 def whole_number(value, name: str, lo: int, hi: int) -> int:
@@ -101,11 +151,30 @@ def on_load(fn: Callable, inputs, outputs, **kwargs):
     return gr.context.Context.root_block.load(fn, inputs, outputs, **kwargs)
 
 
-# ------------------------------------------------------------------------------------------------------------ errors
+# ------------------------------------------------------------------------------------------------ device and errors
 
-def show_errors(fn: Callable) -> Callable:
-    """Wrap a handler for the UI: ValueError (bad input) becomes a Gradio error popup, CUDA out-of-memory a polite
-    retry message, and any tqdm bar inside (a first download of pretrained weights) shows as a progress bar."""
+def runs_model(fn: Callable) -> bool:
+    """Whether a handler runs a model: it takes the tab's `tier` (the tier control's value)."""
+    return "tier" in inspect.signature(fn).parameters
+
+
+def gpu(fn: Callable) -> Callable:
+    """`fn` under `spaces.GPU` when the `spaces` package is importable (on a ZeroGPU Space it borrows a GPU for the
+    call, elsewhere it does nothing), else `fn` itself, unchanged."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)
+
+
+def show_errors(fn: Callable, on_device: bool | None = None) -> Callable:
+    """Wrap a handler for the UI: ValueError (bad input) becomes a Gradio error popup, a model still loading or that
+    failed to load says so, CUDA out-of-memory a polite retry message, and any tqdm bar inside (a first download of
+    pretrained weights) shows as a progress bar. A handler that runs a model (`on_device`, by default: it takes a
+    `tier`) runs under `gpu` and is marked `.on_device`, so that the app puts its events in the DEVICE group."""
+    on_device = runs_model(fn) if on_device is None else on_device
+    call = gpu(fn) if on_device else fn
 
     def clean(args: tuple, kwargs: dict) -> tuple:
         if args and isinstance(args[-1], gr.Progress):
@@ -115,19 +184,44 @@ def show_errors(fn: Callable) -> Callable:
 
     def translate(exc: Exception) -> Exception:
         if isinstance(exc, ValueError):
-            return gr.Error(str(exc), title="Please check the input")
+            return gr.Error(str(exc), title="Please check the input", print_exception=False)
+        if isinstance(exc, models.StillLoading):
+            return gr.Error(str(exc), title="Still loading", duration=8, print_exception=False)
+        if isinstance(exc, models.ModelLoadError):
+            return gr.Error(str(exc), title="A model could not be loaded")
+        if isinstance(exc, ImportError):
+            return gr.Error(f"A library could not be imported ({exc}). If the lab has just started, please try "
+                            "again in a few seconds.", title="Still starting")
         import torch
 
         if isinstance(exc, torch.OutOfMemoryError):
             torch.cuda.empty_cache()
-            return gr.Error("The GPU ran out of memory for this request; please try a smaller input.")
+            return gr.Error("The GPU ran out of memory for this request (too many at once, or too large). "
+                            "Please try again in a moment, or with a smaller input.", title="Out of GPU memory")
         return exc
 
+    # diffusers and transformers import their classes on first use, and not thread-safely: a request that does so
+    # while the warm-up thread is loading a model can meet a half-imported module (ImportError). Such a request runs
+    # once more when the loads have settled (a stream: if it has yielded nothing yet).
     if inspect.isgeneratorfunction(fn):  # a streaming handler stays a generator, so Gradio streams it
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            args = clean(args, kwargs)
             try:
-                yield from fn(*clean(args, kwargs), **kwargs)
+                for again in (False, True):
+                    stream = call(*args, **kwargs)
+                    try:
+                        first = next(stream)
+                    except StopIteration:
+                        return
+                    except ImportError:
+                        if again:
+                            raise
+                        models.settle(LOAD_WAIT_S)
+                        continue
+                    yield first
+                    yield from stream
+                    return
             except Exception as exc:
                 err = translate(exc)
                 if err is exc:
@@ -136,8 +230,13 @@ def show_errors(fn: Callable) -> Callable:
     else:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            args = clean(args, kwargs)
             try:
-                return fn(*clean(args, kwargs), **kwargs)
+                try:
+                    return call(*args, **kwargs)
+                except ImportError:
+                    models.settle(LOAD_WAIT_S)
+                    return call(*args, **kwargs)
             except Exception as exc:
                 err = translate(exc)
                 if err is exc:
@@ -148,6 +247,7 @@ def show_errors(fn: Callable) -> Callable:
     progress = inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                  default=gr.Progress(track_tqdm=True))
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), progress])
+    wrapper.on_device = on_device
     return wrapper
 
 

@@ -11,13 +11,21 @@ only when called, so importing a family module stays cheap. `load(family, tier)`
 Tier resolution (`resolve_tier`) never calls `from_pretrained` to find out what is possible: it checks the local
 cache, then asks whether the hub answers within `Settings.probe_timeout`, and otherwise falls back to bundled with a
 reason the UI can show. With no network that takes under 2 s (a failed load would retry for 25-50 s).
+
+A request that needs a model another request is still loading waits a few seconds at most, then gets `StillLoading`
+("... still loading (12 s so far)") instead of hanging. A load that fails raises `ModelLoadError`, naming the damaged
+file when one is found, and leaves nothing of the half-built model in memory.
 """
 
 from __future__ import annotations
 
+import gc
+import json
+import logging
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +189,7 @@ def resolve_tier(family: str, requested: str | None = None, *, hub: Hub | None =
     """Decide which tier of `family` to load, without calling from_pretrained (see module docstring)."""
     t0 = time.perf_counter()
     cfg = cfg or settings_mod.get()
-    requested = requested or cfg.tier
+    requested = requested or cfg.tier_for(family)
     if requested not in settings_mod.TIERS:
         raise ValueError(f"tier must be one of {', '.join(settings_mod.TIERS)}, got {requested!r}")
 
@@ -200,8 +208,9 @@ def resolve_tier(family: str, requested: str | None = None, *, hub: Hub | None =
     hub = hub or default_hub(cfg.hub_endpoint)
     if hub.is_cached(pretrained):
         return done("pretrained", f"{pretrained.name} found in the local Hugging Face cache.")
-    if cfg.hub_offline:
-        return done("bundled", f"{pretrained.name} is not cached and HF_HUB_OFFLINE=1; using {bundled.name}.")
+    if cfg.hub_offline or not cfg.downloads:
+        why = "HF_HUB_OFFLINE=1" if cfg.hub_offline else f"the {cfg.preset} preset never downloads while serving"
+        return done("bundled", f"{pretrained.name} is not cached and {why}; using {bundled.name}.")
     if hub.reachable(cfg.probe_timeout):
         return done("pretrained", f"{pretrained.name} will be downloaded ({pretrained.size_mb:,.0f} MB).", True)
     return done("bundled", f"{pretrained.name} is not cached and the hub is unreachable (no answer within "
@@ -210,15 +219,94 @@ def resolve_tier(family: str, requested: str | None = None, *, hub: Hub | None =
 
 # ---------------------------------------------------------------------------------------------------------- the cache
 
+class StillLoading(RuntimeError):
+    """The model is being loaded (for another request, or after another model) and did not finish within the wait."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the damaged file when one is found."""
+
+
+def _check_file(path: Path) -> str | None:
+    """Why `path` (a .safetensors or .json file) cannot be read, or None when it reads. Reads headers only."""
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+            return None
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                return f"truncated or not a safetensors file ({size:,} bytes)"
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return None if size == 8 + n + end else f"truncated: {size:,} of {8 + n + end:,} bytes"
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+
+
+def _local_files(spec: ModelSpec) -> list[Path]:
+    """The weight and config files of `spec` on this machine: a folder's (bundled, or a local pretrained source), or
+    the cached copies of a hub repo's `cache_files`."""
+    folder = Path(spec.path)
+    if folder.is_dir():
+        return sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".json"))
+    from huggingface_hub import try_to_load_from_cache
+
+    found = (try_to_load_from_cache(spec.source, f) for f in spec.cache_files if f.endswith((".safetensors", ".json")))
+    return [Path(p) for p in found if isinstance(p, str)]
+
+
+def damaged_files(spec: ModelSpec) -> list[tuple[Path, str]]:
+    """(file, why) for each of `spec`'s local weight and config files that cannot be read."""
+    return [(p, why) for p in _local_files(spec) if (why := _check_file(p)) is not None]
+
+
+def _fingerprint(spec: ModelSpec) -> tuple:
+    """(path, size, mtime) of `spec`'s local files: changes when a damaged file is repaired."""
+    return tuple((str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in _local_files(spec))
+
+
+def _failure_message(spec: ModelSpec, exc: Exception) -> tuple[str, bool]:
+    """(one paragraph for the UI, whether a damaged file explains it): which file is damaged and how to repair it,
+    else the loader's own error."""
+    damaged = damaged_files(spec)
+    if not damaged:
+        return f"{spec.name} could not be loaded: {type(exc).__name__}: {exc}", False
+    fix = ("Restore it from the repository (git checkout -- assets/)" if spec.tier == "bundled" else
+           "Delete it from the Hugging Face cache so that it is downloaded again")
+    files = "; ".join(f"{path} is {why}" for path, why in damaged)
+    return f"{spec.name} could not be loaded: {files}. {fix}, and try again.", True
+
+
 @dataclass
 class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
     value: Any = None
     status: str = "not loaded"  # not loaded | loading | ready | failed: <message>
     seconds: float = 0.0
+    since: float = 0.0  # time.monotonic() when the current load began
+    damaged: tuple[str, tuple] | None = None  # (message, file fingerprint) of a load that failed on a damaged file
 
 
-_LOADING = threading.Lock()  # from_pretrained is not thread-safe (its meta-device init is global): one load at a time
+class _LoadSlot:
+    """from_pretrained is not thread-safe (its meta-device init is global): one load at a time, and which it is."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.name, self.since = "", 0.0
+
+
+_LOADING = _LoadSlot()
+log = logging.getLogger(__name__)
+
+
+def settle(wait: float) -> None:
+    """Return once no model is loading; StillLoading if one still is after `wait` seconds."""
+    if not _LOADING.lock.acquire(timeout=wait):
+        raise StillLoading(f"{_LOADING.name} is still loading ({time.monotonic() - _LOADING.since:.0f} s so far). "
+                           "Please try again in a few seconds.")
+    _LOADING.lock.release()
 
 
 class ModelCache:
@@ -237,27 +325,60 @@ class ModelCache:
         with self._lock:
             return self._entries.setdefault((spec.loader, spec.path), _Entry())
 
-    def get(self, family: str, tier: str, *, local_files_only: bool = True) -> Any:
-        """The loaded bundle for `family`/`tier`; loads it on first use."""
+    def get(self, family: str, tier: str, *, local_files_only: bool = True, wait: float | None = None) -> Any:
+        """The loaded bundle for `family`/`tier`; loads it on first use. With `wait` (seconds), a model that another
+        request is loading, or that waits for another model's load, raises StillLoading after that long instead of
+        blocking until it is ready; a failed load raises ModelLoadError."""
         spec = get_spec(family, tier)
         entry = self._entry(family, tier)
         if entry.value is not None:
             return entry.value
-        with entry.lock:
+        deadline = None if wait is None else time.monotonic() + wait
+
+        def left() -> float:  # Lock.acquire's timeout: -1 blocks
+            return -1 if deadline is None else max(0.0, deadline - time.monotonic())
+
+        if not entry.lock.acquire(timeout=left()):
+            raise StillLoading(f"{spec.name} is still loading ({time.monotonic() - entry.since:.0f} s so far). "
+                               "Please try again in a few seconds.")
+        try:
+            if entry.value is None and entry.damaged and entry.damaged[1] == _fingerprint(spec):
+                raise ModelLoadError(entry.damaged[0])  # same damaged files: no need to build the model again
             if entry.value is None:
-                device = pick_device(self._cfg)
-                entry.status = "loading"
-                t0 = time.perf_counter()
+                before, entry.status, entry.since = entry.status, "loading", time.monotonic()
+                if not _LOADING.lock.acquire(timeout=left()):
+                    entry.status = before
+                    raise StillLoading(f"{spec.name} waits for {_LOADING.name}, still loading "
+                                       f"({time.monotonic() - _LOADING.since:.0f} s so far). "
+                                       "Please try again in a few seconds.")
                 try:
-                    only_local = local_files_only or tier == "bundled"
-                    with _LOADING:
-                        entry.value = spec.loader(spec.path, device, pick_dtype(device, spec), only_local)
-                except Exception as exc:
-                    entry.status = f"failed: {exc}"
-                    raise
-                entry.seconds = time.perf_counter() - t0
-                entry.status = "ready"
+                    _LOADING.name, _LOADING.since = spec.name, time.monotonic()
+                    entry.value = self._load(spec, entry, local_files_only)
+                finally:
+                    _LOADING.lock.release()
+        finally:
+            entry.lock.release()
         return entry.value
+
+    def _load(self, spec: ModelSpec, entry: _Entry, local_files_only: bool) -> Any:
+        """Run the spec's loader; on failure, free what it built and raise ModelLoadError."""
+        device = pick_device(self._cfg)
+        try:
+            value = spec.loader(spec.path, device, pick_dtype(device, spec), local_files_only or spec.tier == "bundled")
+        except Exception as exc:
+            message, damaged = _failure_message(spec, exc)
+            log.warning("loading %s failed", spec.name, exc_info=exc)
+            entry.status = f"failed: {message}"
+            entry.damaged = (message, _fingerprint(spec)) if damaged else None
+            # A half-built model stays reachable from the traceback's frames (and open_clip's in reference cycles):
+            # hundreds of MB per failed click at real size, until the frames are cleared and the cycles collected.
+            traceback.clear_frames(exc.__traceback__)
+            del exc
+            gc.collect()
+            raise ModelLoadError(message) from None
+        entry.seconds = time.monotonic() - entry.since
+        entry.status = "ready"
+        return value
 
     def status(self, family: str, tier: str) -> str:
         return self._entry(family, tier).status
@@ -270,6 +391,6 @@ class ModelCache:
 CACHE = ModelCache()
 
 
-def load(family: str, tier: str, *, local_files_only: bool = True) -> Any:
+def load(family: str, tier: str, *, local_files_only: bool = True, wait: float | None = None) -> Any:
     """The shared instance of `family` in `tier` (see ModelCache.get)."""
-    return CACHE.get(family, tier, local_files_only=local_files_only)
+    return CACHE.get(family, tier, local_files_only=local_files_only, wait=wait)

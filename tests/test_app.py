@@ -29,10 +29,176 @@ def test_every_public_event_is_named_after_its_tab(demo):
                      "blip_lens", "blip_vqa", "blip_match", "blip_swap", "blip_pipeline", "diffusion_generate",
                      "diffusion_details", "diffusion_guidance", "diffusion_compare", "diffusion_clip_score",
                      "diffusion_tokens", "diffusion_playground_train", "diffusion_playground_paths", "blip2_read",
-                     "blip2_maps", "blip2_ablate"):
+                     "blip2_maps", "blip2_ablate", "vit_relevance", "vit_logit_lens", "clip_gap",
+                     "clip_prompt_ensemble"):
         assert expected in names
 
 
 def test_image_inputs_are_decoded_by_our_loader(demo):
     images = [b for b in demo.blocks.values() if isinstance(b, gr.Image) and b.interactive is not False]
     assert images and all(b.type == "filepath" for b in images if b.sources)
+
+
+# ------------------------------------------------------------------------------------------------- a classroom at once
+
+def test_model_events_share_one_device_group(demo):
+    """Whichever tabs a room clicks, no more model calls run at once than the device group allows."""
+    from demos import common
+    from mmcore import settings
+
+    queued = [fn for fn in demo.fns.values() if fn.queue]
+    on_device = {fn.api_name for fn in queued if fn.concurrency_id == common.DEVICE}
+    assert {"vit_attention", "clip_matrix", "blip_caption", "blip_vqa", "blip2_read", "diffusion_generate",
+            "diffusion_compare", "diffusion_latent"} <= on_device
+    assert all(fn.concurrency_limit == settings.get().device_concurrency for fn in queued
+               if fn.concurrency_id == common.DEVICE)
+    assert {fn.api_name for fn in queued if getattr(fn.fn, "on_device", False)} <= on_device
+    assert not {"vit_scene", "blip_scene", "clip_batch", "diffusion_curves"} & on_device, "no model, no waiting"
+
+
+def test_an_upload_gradio_cannot_open_gets_our_sentence(demo, tmp_path):
+    """Gradio opens an uploaded image before any handler runs: a non-image or an empty file must still come back as
+    the loader's sentence, with no server path in it."""
+    image = next(b for b in demo.blocks.values() if isinstance(b, gr.Image) and b.type == "filepath" and b.sources)
+    cases = {"notes.png": (b"not an image at all", "not an image Pillow can read"),
+             "empty.png": (b"", "The upload is empty (0 bytes)")}
+    for name, (data, sentence) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(gr.Error) as err:
+            image.preprocess(image.data_model(path=str(tmp_path / name), orig_name=name))
+        assert sentence in err.value.message and str(tmp_path) not in err.value.message
+
+
+def test_handler_errors_are_sentences(monkeypatch):
+    """Still loading, a damaged model and CUDA running out of memory each reach the user as a titled sentence."""
+    import torch
+
+    from demos import common
+    from mmcore import models
+
+    for exc, title, words in ((models.StillLoading("vit-shapes is still loading (3 s so far)."), "Still loading",
+                               "3 s so far"),
+                              (models.ModelLoadError("clip-shapes could not be loaded: x is truncated."),
+                               "A model could not be loaded", "x is truncated"),
+                              (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+                               "Out of GPU memory", "ran out of memory"),
+                              (ImportError("cannot import name 'DDPMScheduler' from 'diffusers'"), "Still starting",
+                               "please try again in a few seconds")):
+        def handler(image, tier=None, exc=exc):
+            raise exc
+
+        with pytest.raises(gr.Error) as err:
+            common.show_errors(handler)(None, "bundled")
+        assert err.value.title == title and words in err.value.message
+
+
+def test_a_request_that_meets_a_half_imported_library_runs_once_more():
+    """diffusers and transformers import lazily and not thread-safely: a first request during the warm-up's loads can
+    meet a half-imported module. It runs again once the loads settle (a stream only before its first yield)."""
+    from demos import common
+
+    calls = []
+
+    def caption(image, tier=None):
+        calls.append(image)
+        if len(calls) == 1:
+            raise ImportError("cannot import name 'DDPMScheduler' from 'diffusers'")
+        return f"caption of {image}"
+
+    def steps(prompt, tier=None):
+        calls.append(prompt)
+        if len(calls) == 1:
+            raise ImportError("partially initialized module")
+        yield from prompt.split()
+
+    def late(prompt, tier=None):
+        yield "first"
+        raise ImportError("partially initialized module")
+
+    assert common.show_errors(caption)("cat", "bundled") == "caption of cat" and calls == ["cat", "cat"]
+    calls.clear()
+    assert list(common.show_errors(steps)("a red circle", "bundled")) == ["a", "red", "circle"] and len(calls) == 2
+    stream = common.show_errors(late)("x", "bundled")
+    assert next(stream) == "first"
+    with pytest.raises(gr.Error, match="try again"):
+        next(stream)  # a stream that has shown something is not started again
+
+
+def test_hub_unreachable_falls_back_to_bundled_within_two_seconds_and_the_banner_says_why(monkeypatch):
+    """tier auto, no cached weights, a hub that never answers (a black-holed connect): every family of the banner is
+    decided within 2 s, and the banner says in words why the bundled model is used."""
+    import dataclasses
+    import threading
+    import time
+
+    import app
+    from mmcore import models, settings
+
+    never = threading.Event()
+    cfg = dataclasses.replace(settings.Settings(), hub_offline=False, hub_endpoint="https://hub.invalid",
+                              device="cpu")
+    monkeypatch.setattr(settings, "get", lambda: cfg)
+    monkeypatch.setattr(models.HuggingFaceHub, "is_cached", lambda self, spec: False)
+
+    def black_hole(*args, **kwargs):
+        never.wait(30)
+        raise OSError("no answer")
+
+    monkeypatch.setattr(models.socket, "create_connection", black_hole)
+    monkeypatch.setattr(models, "_HUBS", {})
+    try:
+        t0 = time.perf_counter()
+        text, _ = app.banner()
+        seconds = time.perf_counter() - t0
+    finally:
+        never.set()
+    assert seconds <= 2.0, f"the banner took {seconds:.1f} s"
+    assert "google/vit-base-patch16-224 is not cached and the hub is unreachable (no answer within 1.5 s); " \
+           "using vit-shapes" in text
+    assert text.count("hub is unreachable") >= 5 and "🟦 bundled" in text
+
+
+@pytest.mark.slow
+def test_a_full_queue_answers_at_once_and_the_room_is_served_after(monkeypatch, tmp_path):
+    """One model call at a time and two places in the queue: the fourth click is refused within a second (Gradio
+    answers 503, which the page shows as "This application is currently busy. Please try again."), and every
+    accepted click, then a fresh one, is served."""
+    import dataclasses
+    import socket
+    import threading
+    import time
+
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import QueueError
+
+    import app
+    import mmcore.vit
+    from mmcore import models, settings
+
+    cfg = dataclasses.replace(settings.get(), tier="bundled", queue_size=2, device_concurrency=1)
+    monkeypatch.setattr(settings, "get", lambda: cfg)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = app.serve(port=port, block=False)
+    try:
+        deadline = time.monotonic() + 120
+        while models.CACHE.status("vit", "bundled") != "ready" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        gate, forward = threading.Event(), mmcore.vit.forward
+        monkeypatch.setattr(mmcore.vit, "forward", lambda *a, **k: gate.wait(60) and forward(*a, **k))
+        client = Client(f"http://127.0.0.1:{port}", verbose=False, download_files=str(tmp_path))
+        image = handle_file(str(models.ASSETS / "images" / "chelsea.jpg"))
+        jobs = []
+        for _ in range(3):  # one runs (held at the gate), two wait
+            jobs.append(client.submit(image=image, tier="bundled", api_name="/vit_attention"))
+            time.sleep(1.0)
+        t0 = time.perf_counter()
+        with pytest.raises(QueueError, match="Queue is full"):
+            client.submit(image=image, tier="bundled", api_name="/vit_attention").result(timeout=30)
+        assert time.perf_counter() - t0 < 1.0
+        gate.set()
+        assert [len(job.result(timeout=60)) for job in jobs] == [5, 5, 5]  # every accepted click is served
+        assert len(client.predict(image=image, tier="bundled", api_name="/vit_attention")) == 5
+    finally:
+        demo.close()

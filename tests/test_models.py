@@ -168,9 +168,9 @@ def test_cache_reports_failures(monkeypatch):
     monkeypatch.setattr(models, "_CATALOGUE", {})
     models.register(_spec(loader=broken))
     cache = models.ModelCache(_cfg(device="cpu"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(models.ModelLoadError, match="toy-bundled could not be loaded: FileNotFoundError: weights"):
         cache.get("toy", "bundled")
-    assert cache.status("toy", "bundled").startswith("failed: weights missing")
+    assert cache.status("toy", "bundled").startswith("failed: toy-bundled could not be loaded")
 
 
 # ------------------------------------------------------------------------------ pretrained path, with tiny models
@@ -228,3 +228,132 @@ def test_two_entries_for_the_same_weights_share_one_load():
         assert len(calls) == 1 and cache.status("taesd", "bundled") == "ready"
     finally:
         models._CATALOGUE.update(saved)
+
+
+# ---------------------------------------------------------------------------------------------- faults while serving
+
+def test_settings_for_a_classroom():
+    cfg = settings.from_env({})
+    assert (cfg.queue_size, cfg.concurrency, cfg.device_concurrency) == (128, 2, 2)
+    cfg = settings.from_env({"MMLAB_QUEUE_SIZE": "40", "MMLAB_DEVICE_CONCURRENCY": "1"})
+    assert (cfg.queue_size, cfg.device_concurrency) == (40, 1)
+    with pytest.raises(ValueError, match=r"MMLAB_DEVICE_CONCURRENCY must be in \[1, 16\]"):
+        settings.from_env({"MMLAB_DEVICE_CONCURRENCY": "0"})
+
+
+def test_a_model_still_loading_answers_in_seconds_instead_of_hanging(monkeypatch):
+    """One request loads a slow model; others that need it, or need another model meanwhile, hear how long it has
+    been loading after `wait` seconds, and get the model once it is there."""
+    release = threading.Event()
+
+    def slow(source, device, dtype, local_only):
+        release.wait(10)
+        return object()
+
+    monkeypatch.setattr(models, "_CATALOGUE", {})
+    models.register(_spec(family="big", source="models/big", loader=slow))
+    models.register(_spec(family="small", source="models/small"))
+    cache = models.ModelCache(_cfg(device="cpu"))
+    loader = threading.Thread(target=cache.get, args=("big", "bundled"))
+    loader.start()
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    with pytest.raises(models.StillLoading, match=r"big-bundled is still loading \([01] s so far\)\. Please try again"):
+        cache.get("big", "bundled", wait=0.2)
+    with pytest.raises(models.StillLoading, match=r"small-bundled waits for big-bundled, still loading \(\d s "):
+        cache.get("small", "bundled", wait=0.5)
+    assert time.perf_counter() - t0 < 1.5
+    assert cache.status("small", "bundled") == "not loaded"
+    release.set()
+    loader.join()
+    assert cache.get("big", "bundled", wait=0.1) is cache.get("big", "bundled")
+    assert cache.get("small", "bundled", wait=1.0) is not None
+
+
+def _live_modules() -> int:
+    """How many torch modules are alive, reachable or not (without collecting)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # isinstance on some lazy torch objects warns
+        return sum(isinstance(o, torch.nn.Module) for o in gc.get_objects())
+
+
+def _corrupt_copy(tmp_path, family: str = "clip"):
+    """A copy of a bundled model whose weight file lost its last kilobyte, registered in its place: (spec, file)."""
+    import shutil
+
+    spec = models.get_spec(family, "bundled")
+    folder = tmp_path / family
+    shutil.copytree(spec.path, folder)
+    weights = next(folder.rglob("*.safetensors"))
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1000])
+    return dataclasses.replace(spec, source=str(folder)), weights, data
+
+
+def test_a_corrupt_bundled_weight_file_is_named_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    import gc
+
+    spec, weights, data = _corrupt_copy(tmp_path)
+    calls = []
+    spec = dataclasses.replace(spec, loader=lambda *a: calls.append(1) or mmcore.clip.load_clip(*a))
+    monkeypatch.setitem(models._CATALOGUE, ("clip", "bundled"), spec)
+    cache = models.ModelCache(_cfg(device="cpu"))
+    kept = []  # whoever catches the error may keep it (a log, a framework): it must not keep the model alive
+    modules = _live_modules()
+    gc.disable()  # only the cache's own clean-up may free the half-built model
+    try:
+        for _ in range(3):
+            with pytest.raises(models.ModelLoadError) as err:
+                cache.get("clip", "bundled")
+            kept.append(err.value)
+        alive = _live_modules() - modules
+    finally:
+        gc.enable()
+    message = str(kept[0])
+    assert f"{weights} is truncated: {len(data) - 1000:,} of {len(data):,} bytes" in message
+    assert "Restore it from the repository" in message and "clip-shapes could not be loaded" in message
+    assert alive <= 0, f"{alive} modules of the failed loads are still alive"
+    assert len(calls) == 1, "the same damaged files are not loaded again on every click"
+    weights.write_bytes(data)  # repaired: the next click loads it
+    assert cache.get("clip", "bundled").model is not None and len(calls) == 2
+
+
+def test_a_corrupt_cached_weight_file_is_named(tmp_path, monkeypatch):
+    """A pretrained model's weights in the Hugging Face cache layout (models--org--name/snapshots/<rev>/...)."""
+    import huggingface_hub.constants
+
+    spec = models.get_spec("vit", "pretrained")
+    repo = tmp_path / ("models--" + spec.source.replace("/", "--"))
+    snapshot = repo / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "preprocessor_config.json").write_text('{"size": ')
+    (snapshot / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+
+    def loader(*args):
+        raise RuntimeError("Error while deserializing header")
+
+    monkeypatch.setitem(models._CATALOGUE, ("vit", "pretrained"), dataclasses.replace(spec, loader=loader))
+    with pytest.raises(models.ModelLoadError) as err:
+        models.ModelCache(_cfg(device="cpu")).get("vit", "pretrained")
+    message = str(err.value)
+    assert f"{snapshot / 'model.safetensors'} is truncated or not a safetensors file" in message
+    assert f"{snapshot / 'preprocessor_config.json'} is unreadable" in message
+    assert "config.json is" not in message.replace("preprocessor_config.json is", "")
+    assert "Delete it from the Hugging Face cache" in message
+
+
+def test_file_checks_accept_the_bundled_weights():
+    import mmcore.blip
+    import mmcore.diffusion
+    import mmcore.ldm  # noqa: F401
+
+    for family in ("vit", "clip", "blip-caption", "vae", "ldm"):
+        spec = models.get_spec(family, "bundled")
+        assert models._local_files(spec) and models.damaged_files(spec) == [], family
