@@ -269,7 +269,7 @@ def lens_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
             ("ViT logit lens (🔭)", p50(lambda: vit.logit_lens(image, "bundled"), 10)[0],
              measure(page, "vit-lens", "plot", "🔭 Read the CLS token after every block", repeats), 150)]
     page.get_by_role("tab", name="CLIP").click()
-    page.locator("#clip-gap").wait_for(timeout=60_000)
+    page.locator("#clip-gallery img").first.wait_for(timeout=60_000)  # the batch the tab opens with
     page.wait_for_timeout(2000)
     images = [shapes.render(s, 128) for s in [shapes.sample_scene(shapes.split_seed("test", i)) for i in range(8)]]
     texts = "\n".join(shapes.caption(shapes.sample_scene(shapes.split_seed("test", i))) for i in range(8))

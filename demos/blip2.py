@@ -221,11 +221,8 @@ def ablate(image, state, off, tier):
 
 def query_choices(tier) -> gr.CheckboxGroup:
     """The ablation checkboxes for the model in use (8 queries bundled, 32 pretrained)."""
-    try:
-        k = models.load(FAMILY, common.resolve(FAMILY, tier).tier).k
-    except Exception:  # a model that cannot load yet: keep the bundled count; the read says why
-        k = B2.NUM_QUERIES
-    return gr.CheckboxGroup([f"q{i}" for i in range(k)], value=[])
+    bundle, _ = _bundle(tier)
+    return gr.CheckboxGroup([f"q{i}" for i in range(bundle.k)], value=[])
 
 
 # ------------------------------------------------------------------------------------------------------------ build
@@ -276,6 +273,6 @@ def build(image: gr.Image, scene: gr.State):
     gr.on([layer.change, head.change], ui(maps), [image, scene, layer, head, off, tier], [sheet, report],
           api_name="blip2_maps", trigger_mode="always_last")
     ablate_btn.click(ui(ablate), [image, state, off, tier], [ablated_html, compare, ablate_md], api_name="blip2_ablate")
-    tier.change(query_choices, [tier], [off], **private).then(
+    tier.change(ui(query_choices), [tier], [off], **private).then(
         ui(read), [image, scene, layer, head, tier], outputs, **private)
     return lambda previous: previous.then(ui(read), [image, scene, layer, head, tier], outputs, **private)

@@ -429,7 +429,7 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=3):
             gallery = gr.Gallery(label=f"Images (up to {MAX_IMAGES})", type="filepath", format="png", columns=8,
-                                 height=220, interactive=True, file_types=["image"])
+                                 height=220, interactive=True, file_types=["image"], elem_id="clip-gallery")
             with gr.Row():
                 batch_n = gr.Slider(2, MAX_IMAGES, value=8, step=1, label="Shapes batch size")
                 batch_btn = gr.Button("🎲 Draw a random Shapes batch")
@@ -531,5 +531,5 @@ def build() -> None:
     ens_btn.click(ui(prompt_ensemble), ens_inputs, ens_outputs, api_name="clip_prompt_ensemble")
     ens_mode.input(ui(prompt_ensemble), ens_inputs, ens_outputs, api_visibility="private")  # the toggle
     ens_task.input(ui(default_templates), [ens_task], [ens_templates], api_visibility="private")
-    probe_btn.click(ui(word_order), [probe_img], [probe_plot, probe_md], api_name="clip_word_order")
+    probe_btn.click(ui(word_order, on_device=True), [probe_img], [probe_plot, probe_md], api_name="clip_word_order")
     gr.on(None, ui(model_log_tau), [tier], [log_tau], api_visibility="private")  # on load and on tier change

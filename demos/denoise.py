@@ -417,12 +417,13 @@ def build() -> dict:
     # .input follows every way of moving a slider (drag, arrow keys, a typed value); .release only the mouse
     # unqueued: replaying a step is arithmetic on stored UNet outputs plus a preview decode (a few ms on the bundled
     # tier); only a run made without guidance costs one UNet call here
-    gr.on([g_step.input, g_w.input], ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note],
+    gr.on([g_step.input, g_w.input], ui(guidance, on_device=True), [run, g_step, g_w], [g_eps, g_x0, g_note],
           api_name="diffusion_guidance", trigger_mode="always_last", queue=False)
     # after a run, the explainer opens at its middle step (near t = T every eps is about x_t, whatever the prompt)
     gen.success(lambda r, w: (gr.Slider(maximum=len(r.steps), value=max(1, len(r.steps) // 2)), w) if r else
              (gr.skip(), gr.skip()), [run, guidance_scale], [g_step, g_w], api_visibility="private", queue=False
-             ).then(ui(guidance), [run, g_step, g_w], [g_eps, g_x0, g_note], api_visibility="private", **unet)
+             ).then(ui(guidance, on_device=True), [run, g_step, g_w], [g_eps, g_x0, g_note], api_visibility="private",
+                    **unet)
     cmp_btn.click(ui(compare), [prompt, negative, scheduler, sched_b, steps, guidance_scale, seed, size, pipeline,
                                 tier], [cmp_a, cmp_b, cmp_note], api_name="diffusion_compare", **unet)
     score_btn.click(ui(clip_score), [final_img, prompt, tier], [score], api_name="diffusion_clip_score")
