@@ -53,6 +53,7 @@ def url(tmp_path_factory):
 
     port = _free_port()
     demo = app.serve(port=port, block=False)
+    app.warm_up()  # every model loaded (and every library imported) before a browser starts beside the server
     yield f"http://127.0.0.1:{port}"
     demo.close()
 
