@@ -497,7 +497,7 @@ def build() -> None:
             ens_templates = gr.Textbox(value=default_templates("shape"), lines=8, max_lines=MAX_TEMPLATES,
                                        label="templates, one per line ({} = label); the first is the one template")
             with gr.Row():
-                ens_n = gr.Slider(*ENSEMBLE_BATCH, value=32, step=1, label="labelled scenes")
+                ens_n = gr.Slider(*ENSEMBLE_BATCH, value=32, step=1, label="labelled scenes", elem_id="clip-ens-n")
                 ens_mode = gr.Radio(list(PROMPT_MODES), value="one template", label="prompts")
             ens_btn = gr.Button("🎯 Measure zero-shot accuracy", variant="primary")
         ens_md = gr.Markdown()
