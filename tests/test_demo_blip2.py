@@ -24,8 +24,13 @@ def test_read_shows_the_stages_the_maps_and_the_prompt_then_streams_the_caption(
     assert "16 patches (+1 [CLS]) × 32" in shapes_md and f"{TINY_QUERIES} queries × 32" in shapes_md
     assert isinstance(sheet, Image.Image) and sheet.width == 4 * 156 - 6
     assert fig.data[0].z.shape == (TINY_QUERIES, 32)
-    names = [f"{o.color} {o.shape}" for o in blip_tab.scene_of(seed).objects]
-    assert report.count("- **q") == TINY_QUERIES and any(n in report or "background" in report for n in names)
+    scene = blip_tab.scene_of(seed)
+    names = [f"{o.color} {o.shape}" for o in scene.objects]
+    bundle = models.load("blip2", "pretrained")
+    hits = B2.query_objects(B2.read(bundle, image), scene)
+    for q, h in enumerate(hits):  # each query's line names the object its own attention argmax falls on
+        assert f"- **q{q}** → {names[h] if h >= 0 else 'background'}" in report
+    assert report.count("- **q") == TINY_QUERIES
     streamed = outs[1:-1]
     assert len(streamed) >= 1 and all("blip-cursor" in o[4] for o in streamed)
     *_, chips, rows, state, note = outs[-1]
