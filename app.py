@@ -27,6 +27,7 @@ import gradio as gr
 import torch
 from gradio import route_utils
 
+import mmcore.blip2  # noqa: F401  (registers blip2, whose section the BLIP tab builds lazily, for the banner)
 from demos import blip as blip_tab
 from demos import clip as clip_tab
 from demos import common
@@ -39,22 +40,41 @@ TABS = (("ViT", "vit", vit_tab), ("CLIP", "clip", clip_tab), ("BLIP", "blip", bl
 FAMILIES = ("vit", "clip", "blip-caption", "blip-vqa", "blip-itm", "blip2", "vae", "ldm")  # banner and warm-up
 CACHE_SWEEP = (3600, 6 * 3600)  # every hour, delete served files older than a workshop day; all of them at shutdown
 CSS = """
-.banner {border-left: 4px solid #6366f1; padding: 4px 12px !important; background: #f5f5ff;}
+.banner {border-left: 4px solid #6366f1; padding: 4px 12px !important; background: var(--background-fill-secondary);}
 .banner p {margin: 2px 0 !important;}
-""" + blip_tab.CSS + diffusion_tab.CSS
+.lab-present .gradio-container {--text-sm: 16px; --text-md: 19px; --text-lg: 22px; --text-xl: 26px;
+  --block-label-text-size: 15px; --block-info-text-size: 15px; --prose-text-size: 19px; --button-large-text-size: 19px;
+  --input-text-size: 18px;}
+.lab-present .tier, .lab-present .banner p + p {display: none;}
+""" + common.FIGURE_CSS + blip_tab.CSS + diffusion_tab.CSS
+# Gradio 6.31 ships Source Sans Pro's semi-bold (600) as a 5 kB subset without most letters, so every heading, label
+# and button fell back letter by letter to another font. Its full bold (700) is the nearest face for 600 instead.
+THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
+                                "system-ui", "sans-serif"])
+# Presentation mode, for a projector: larger text, no tier controls, a one-line banner. `?present` opens in it.
+PRESENT_JS = "() => document.body.classList.toggle('lab-present')"
+PRESENT_ON_LOAD_JS = ("() => { if (new URLSearchParams(location.search).has('present')) "
+                      "document.body.classList.add('lab-present'); }")
+# Gradio re-sends every finished loading status on every status message; see the script for why and how it stops.
+HEAD = f'<script type="module">{(Path(__file__).parent / "demos" / "status_registry.js").read_text()}</script>'
 
 
 def banner() -> tuple[str, gr.Timer]:
-    """Markdown naming, per family, the default tier and whether it is loaded yet; the timer stops when all are."""
-    lines, busy = [], False
+    """Markdown: a one-line summary (all that presentation mode shows), then, per family, the default tier and
+    whether it is loaded yet. The timer stops when every model is loaded or has failed."""
+    lines, ready, failed = [], 0, 0
     for family in FAMILIES:
         res = common.resolve(family, None)
         status = models.CACHE.status(family, res.tier)
-        busy |= status in ("not loaded", "loading")
+        ready, failed = ready + (status == "ready"), failed + (status not in ("ready", "loading", "not loaded"))
         icon = {"ready": "✅", "loading": "⏳", "not loaded": "⏳"}.get(status, "⚠️")
         lines.append(f"{icon} **{family}**: {common.tier_label(family, res)}"
                      + ("" if status == "ready" else f" *({status})*"))
-    return "\n\n".join(lines), gr.Timer(active=busy)
+    busy = ready + failed < len(FAMILIES)
+    summary = (f"⏳ **Loading models: {ready} of {len(FAMILIES)} ready**" if busy
+               else f"⚠️ **{failed} of {len(FAMILIES)} models failed to load**: see below" if failed
+               else f"✅ **All {len(FAMILIES)} models ready**")
+    return "\n\n".join([summary, *lines]), gr.Timer(active=busy)
 
 
 def warm_up() -> None:
@@ -136,8 +156,10 @@ def build() -> gr.Blocks:
     """The whole app, not launched: every model event in one device group, every input converted safely."""
     atomic_image_cache()
     with gr.Blocks(title="Multimodal models lab", delete_cache=CACHE_SWEEP) as demo:
-        gr.Markdown("# Bridging Text, Vision, and Beyond — a live lab\n"
-                    "Each tab runs a real model, step by step, on your image or a fresh Shapes scene.")
+        with gr.Row():
+            gr.Markdown("# Bridging Text, Vision, and Beyond — a live lab\n"
+                        "Each tab runs a real model, step by step, on your image or a fresh Shapes scene.")
+            present = gr.Button("📽️ Presentation mode", scale=0, min_width=200, size="sm")
         status = gr.Markdown("⏳ Loading models…", elem_classes="banner")
         timer = gr.Timer(1.0)
         with gr.Tabs() as tabs:
@@ -148,6 +170,8 @@ def build() -> gr.Blocks:
         link_tabs(exports, tabs)
         timer.tick(banner, outputs=[status, timer], api_visibility="private", queue=False)
         demo.load(banner, outputs=[status, timer], api_visibility="private", queue=False)
+        present.click(None, js=PRESENT_JS)
+        demo.load(None, js=PRESENT_ON_LOAD_JS)
     share_device(demo, settings.get().device_concurrency)
     for block in {id(b): b for fn in demo.fns.values() for b in fn.inputs}.values():
         common.guard_input(block)
@@ -164,7 +188,7 @@ def serve(host: str | None = None, port: int | None = None, share: bool = False,
     demo = build()
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=not block,
-                max_file_size=f"{cfg.max_upload_mb}mb", allowed_paths=[str(models.ASSETS)], css=CSS,
+                max_file_size=f"{cfg.max_upload_mb}mb", allowed_paths=[str(models.ASSETS)], css=CSS, head=HEAD, theme=THEME,
                 footer_links=["api", "gradio"])
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     if block:

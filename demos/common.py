@@ -12,6 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
 from PIL import Image
 
 from mmcore import images, models, settings, shapes
@@ -21,6 +23,34 @@ LOAD_WAIT_S = 5.0  # a click waits this long for a model that is still loading, 
 SAMPLES = sorted((models.ASSETS / "images").glob("*.jpg"))
 PHOTO_NOTE = ("Real photos belong to the **pretrained** tier. The bundled models were trained only on the Shapes "
               "world, so on a photo of a cat they can only answer in shapes and colours.")
+
+
+# ----------------------------------------------------------------------------------------------------------- figures
+
+GRID = "rgba(128, 128, 128, 0.25)"  # reads on a light and on a dark page
+FIGURE_CSS = """
+.dark .js-plotly-plot :is(.xtick, .ytick, .g-gtitle, .g-xtitle, .g-ytitle, .legendtext, .cbaxis, .annotation-text,
+  .colorbar .cbtitle) text,
+.dark .js-plotly-plot .annotation-text, .dark .js-plotly-plot .legendtext {fill: var(--body-text-color) !important;}
+.dark .js-plotly-plot .legend .bg {fill: transparent !important;}
+"""
+
+
+def figure_template() -> go.layout.Template:
+    """Every figure's template: transparent backgrounds, so the page's own (light or dark) shows through; grey grid
+    lines that read on both; Plotly's colours and colour scales. Axis text turns light in dark mode through
+    FIGURE_CSS. Small on purpose: a figure carries its template in its JSON, and Plotly's default adds 6.5 kB to
+    each."""
+    plotly = pio.templates["plotly"].layout
+    axis = dict(gridcolor=GRID, zerolinecolor=GRID, linecolor=GRID, automargin=True)
+    return go.layout.Template(layout=dict(
+        colorway=plotly.colorway, colorscale=plotly.colorscale, autotypenumbers="strict", hovermode="closest",
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font=dict(color="#374151"),
+        xaxis=axis, yaxis=axis, title=dict(x=0.05)))
+
+
+pio.templates["lab"] = figure_template()
+pio.templates.default = "lab"
 
 
 # ------------------------------------------------------------------------------------------------------------- tiers
@@ -42,10 +72,15 @@ def load(family: str, choice: str | None, wait: float | None = LOAD_WAIT_S):
 
 
 def tier_label(family: str, res: models.Resolution) -> str:
-    """One Markdown line naming the model in use, its tier, and why."""
+    """One Markdown line naming the model in use, its tier, and why; a sentence first when the tier asked for could
+    not be had, so that the radio button's choice never hides what is really running."""
     spec = models.get_spec(family, res.tier)
     badge = "🟢 pretrained" if res.tier == "pretrained" else "🟦 bundled (trained on Shapes)"
-    return f"**{badge}**: `{spec.name}` — {res.reason}"
+    line = f"**{badge}**: `{spec.name}` — {res.reason}"
+    if res.requested == "pretrained" and res.tier != "pretrained":
+        line = (f"⚠️ **The pretrained model can't be used here, so you are seeing the bundled one.** It knows only "
+                f"Shapes scenes.  \n{line}")
+    return line
 
 
 def tier_radio(family: str) -> gr.Radio:
@@ -56,9 +91,15 @@ def tier_radio(family: str) -> gr.Radio:
             spec = models.get_spec(family, tier)
         except KeyError:
             continue
-        size = f"{spec.size_mb:,.0f} MB download" if tier == "pretrained" else f"{spec.size_mb:.1f} MB, offline"
+        if tier == "bundled":
+            size = f"{spec.size_mb:.1f} MB, offline"
+        else:
+            size = "cached" if models.default_hub(settings.get().hub_endpoint).is_cached(spec) else (
+                f"{spec.size_mb:,.0f} MB download")
+            if spec.needs_cuda and models.pick_device(settings.get()).type != "cuda":
+                size += ", needs a CUDA GPU"
         choices.append((f"{tier}: {spec.name} ({size})", tier))
-    return gr.Radio(choices, value=settings.get().tier_for(family), label="Model tier",
+    return gr.Radio(choices, value=settings.get().tier_for(family), label="Model tier", elem_classes="tier",
                     info="auto = pretrained when cached or downloadable, else bundled.")
 
 

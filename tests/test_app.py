@@ -202,3 +202,37 @@ def test_a_full_queue_answers_at_once_and_the_room_is_served_after(monkeypatch, 
         assert len(client.predict(image=image, tier="bundled", api_name="/vit_attention")) == 5
     finally:
         demo.close()
+
+
+def test_the_banner_opens_with_a_one_line_summary_and_stops_its_timer_when_all_are_settled(monkeypatch):
+    """Presentation mode shows only the banner's first paragraph, so it must summarise every family."""
+    import app
+    from mmcore import models
+
+    states = dict.fromkeys(app.FAMILIES, "ready")
+    monkeypatch.setattr(models.CACHE, "status", lambda family, tier: states[family])
+    text, timer = app.banner()
+    assert text.split("\n\n")[0] == f"✅ **All {len(app.FAMILIES)} models ready**" and not timer.active
+    states["clip"] = "loading"
+    text, timer = app.banner()
+    assert text.split("\n\n")[0] == f"⏳ **Loading models: {len(app.FAMILIES) - 1} of {len(app.FAMILIES)} ready**"
+    assert timer.active
+    states["clip"] = "failed: clip-shapes/model.safetensors is damaged"
+    text, timer = app.banner()
+    assert text.startswith("⚠️ **1 of") and not timer.active and len(text.split("\n\n")) == len(app.FAMILIES) + 1
+
+
+def test_the_theme_serves_only_complete_font_files():
+    """Gradio's semi-bold Source Sans Pro is a subset missing most letters; every face the theme declares must be a
+    file with the whole Latin alphabet (judged by size: the subset is 5 kB, the full faces about 100 kB)."""
+    import re
+    from pathlib import Path
+
+    import gradio as gr
+
+    import app
+
+    css = "".join(f.stylesheet()["css"] or "" for f in app.THEME._font if isinstance(f, gr.themes.LocalFont))
+    files = re.findall(r"url\('static/fonts/([^']+)'\)", css)
+    fonts = Path(gr.__file__).parent / "templates" / "frontend" / "static" / "fonts"
+    assert len(files) == 2 and all((fonts / f).stat().st_size > 50_000 for f in files), files

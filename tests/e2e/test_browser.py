@@ -234,6 +234,55 @@ def test_clip_matrix(page):
     page.screenshot(path=str(ARTIFACTS / "clip.png"), full_page=True)
 
 
+
+def test_finished_loading_statuses_are_dropped_so_each_status_message_stays_cheap(page):
+    """Gradio re-sends its whole loading-status registry on every status message; demos/status_registry.js keeps it
+    to the events in flight. Without the script the registry holds every input and output ever used (hundreds)."""
+    page.get_by_role("tab", name="ViT").click()
+    for _ in range(3):
+        page.get_by_role("button", name="🎲 Random Shapes scene").click()
+        page.wait_for_timeout(700)
+    page.wait_for_timeout(1500)
+    state = page.evaluate("() => window.labStatusRegistry")
+    assert state is not None, "the status-registry script did not find Gradio's LoadingStatus class"
+    assert state["dropped"] >= 10 and state["size"] <= 3, state
+
+
+def test_presentation_mode_enlarges_text_and_hides_the_tier_controls(page):
+    button = page.get_by_role("button", name="📽️ Presentation mode")
+    size = lambda: page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('.prose p')).fontSize)")  # noqa: E731
+    before = size()
+    assert page.locator(".tier").first.is_visible()
+    button.click()
+    try:
+        page.wait_for_timeout(300)
+        assert page.evaluate("() => document.body.classList.contains('lab-present')")
+        assert size() > before and not page.locator(".tier").first.is_visible()
+        assert page.locator(".banner p").nth(1).is_hidden() and "models" in page.locator(".banner p").first.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "presentation.png"), full_page=False)
+    finally:
+        button.click()
+    assert page.locator(".tier").first.is_visible()
+
+
+def test_dark_mode_keeps_the_banner_and_plot_text_readable(url, page):
+    """With ?__theme=dark the banner takes the theme's background and the plots' axis text turns light."""
+    dark = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        dark.goto(f"{url}/?__theme=dark", wait_until="load", timeout=90_000)
+        dark.get_by_text("models ready").first.wait_for(timeout=90_000)
+        dark.locator(".js-plotly-plot .xtick text").first.wait_for(timeout=60_000)
+        banner_bg = dark.locator(".banner").first.evaluate(
+            "(el) => getComputedStyle(el).backgroundColor.match(/[0-9.]+/g).slice(0, 3).map(Number)")
+        assert sum(banner_bg) / 3 < 80, banner_bg
+        tick = dark.locator(".js-plotly-plot .xtick text").first.evaluate(
+            "(el) => getComputedStyle(el).fill.match(/[0-9.]+/g).slice(0, 3).map(Number)")
+        assert sum(tick) / 3 > 170, tick
+        dark.screenshot(path=str(ARTIFACTS / "dark.png"), full_page=False)
+    finally:
+        dark.close()
+
+
 def test_only_assets_are_served(url):
     assert _status(f"{url}/gradio_api/file={ROOT / 'assets' / 'images' / 'chelsea.jpg'}") == 200
     for private in (ROOT / "app.py", ROOT / "mmcore" / "models.py", Path("/etc/passwd")):
