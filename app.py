@@ -26,6 +26,7 @@ with contextlib.suppress(ImportError):
 import gradio as gr
 import torch
 from gradio import route_utils
+from starlette.requests import ClientDisconnect
 
 import mmcore.blip2  # noqa: F401  (registers blip2, whose section the BLIP tab builds lazily, for the banner)
 from demos import blip as blip_tab
@@ -122,6 +123,28 @@ def atomic_image_cache() -> None:
     pu.save_pil_to_cache = save_pil_to_cache
 
 
+def tidy_aborted_uploads() -> None:
+    """Gradio deletes a half-received upload when its data is malformed or too large, but not when the browser goes
+    away mid-body (a closed laptop, a lost connection): the partial file stayed in the temp folder for good, with a
+    traceback in the log. Delete it, and end the request as Gradio ends a malformed one."""
+    parser = route_utils.GradioMultiPartParser
+    if getattr(parser.parse, "tidy", False):
+        return
+    parse = parser.parse
+
+    async def tidy_parse(self):
+        try:
+            return await parse(self)
+        except ClientDisconnect:
+            for file in self._files_to_close_on_error:
+                file.close()
+                Path(file.name).unlink(missing_ok=True)
+            raise route_utils.MultiPartException("The upload was interrupted before it finished.") from None
+
+    tidy_parse.tidy = True
+    parser.parse = tidy_parse
+
+
 def delete_outputs(demo: gr.Blocks) -> None:
     """Delete the uploads and pictures the requests made; keep the app's own (the values its page opens with).
     Gradio's server does the first part when it shuts down, but it waits for every browser's open stream first, and it
@@ -155,6 +178,7 @@ def share_device(demo: gr.Blocks, limit: int) -> None:
 def build() -> gr.Blocks:
     """The whole app, not launched: every model event in one device group, every input converted safely."""
     atomic_image_cache()
+    tidy_aborted_uploads()
     with gr.Blocks(title="Multimodal models lab", delete_cache=CACHE_SWEEP) as demo:
         with gr.Row():
             gr.Markdown("# Bridging Text, Vision, and Beyond — a live lab\n"

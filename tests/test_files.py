@@ -187,6 +187,24 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_written(server):
 
 
 @pytest.mark.slow
+def test_an_upload_abandoned_mid_body_leaves_nothing_behind(server):
+    """A 4 MB upload (under the limit) is announced, 1 MB sent, and the connection closed: the partial file goes."""
+    port, _, gradio_tmp, tmp = server
+    before = _files(gradio_tmp, tmp)
+    boundary = "lab-boundary"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="half.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {4 << 20}\r\n"
+                  f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + part)
+        s.sendall(b"\x89PNG" + bytes(1 << 20))
+        time.sleep(1.0)  # the server has written the first megabyte to a temporary file
+    deadline = time.monotonic() + 10
+    while _files(gradio_tmp, tmp) != before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _files(gradio_tmp, tmp) == before, "the partial upload was kept"
+
+@pytest.mark.slow
 def test_a_clean_stop_deletes_every_file_the_requests_made(server, tmp_path):
     """SIGTERM, as a Space or a terminal sends it, closes the server cleanly: uploads and outputs are deleted."""
     from gradio_client import Client, handle_file
