@@ -1,18 +1,22 @@
-"""The ViT tab: patches, the tensor-shape tracer, positional embeddings, LayerNorm, attention maps, rollout and
-relevance, and the logit lens.
+"""The ViT tab: a numbered walk through the lecture's Vision Transformer, on the model in use.
+
+1 patches -> 2 linear projection -> 3 position embeddings (z = x + p) -> 4 LayerNorm -> 5 multi-head attention ->
+6 the MLP (D -> 4D -> D), with every shape traced -> 7 CLS -> head; then beyond the lecture: which patches matter for a
+class (rollout and relevance), and a shape drawn by hand. Every control redraws its figures as it moves.
 
 Handlers are plain functions (image path or PIL image, numbers, tier) -> images, Markdown, figures; `build()` lays
-them out. All maths lives in mmcore.vit.
+them out, one function per step, and `_wire_*` connect them. All maths lives in mmcore.vit.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from PIL import Image
 from plotly.subplots import make_subplots
 
@@ -21,24 +25,31 @@ from mmcore import models, shapes, viz
 from mmcore import vit as V
 
 FAMILY = "vit"
-INPUT_SIZES = (32, 64, 112, 128, 224, 256, 384, 448)
 MAX_SINUSOID_D = 1024
 MAX_SINUSOID_POSITIONS = 512
+MOSAIC_SIDE = 440  # the position mosaic's side in pixels, about
+FILTER_COUNT = 28  # principal components of W_e shown, as in the ViT paper's figure 7
 LENS_TOP_K = 10  # a head with more classes than this (ImageNet's 1000) shows its final top-10 as lens columns
 PREDICTED = "predicted"  # the relevance view's default class: whatever the model predicts
+LIVE = dict(trigger_mode="always_last")  # a control dragged or held down: run for its latest value only
 DRAW_COLORS = ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in shapes.COLORS.values()]
 KNOWS = ("The **bundled ViT** knows six shapes (circle, square, triangle, diamond, star, hexagon) in any colour, "
          "drawn the way the wide Shapes world draws them: any rotation and size, stretched or squat, filled or "
-         "outlined, hand-drawn wobbles, on light, dark or coloured backgrounds. Draw one in **Draw a shape** below: "
-         "it names about 9 in 10 drawings made by code it never saw; stars and hexagons fool it most.")
+         "outlined, hand-drawn wobbles, on light, dark or coloured backgrounds. Draw one in **Draw a shape** at the "
+         "bottom: it names about 9 in 10 drawings made by code it never saw; stars and hexagons fool it most.")
 
 
-def _bundle(tier: str | None) -> tuple[V.ViTBundle, str]:
-    bundle, res = common.load(FAMILY, tier)
-    return bundle, common.tier_label(FAMILY, res)
+def _bundle(tier: str | None) -> V.ViTBundle:
+    """The model of the tier chosen (see common.load)."""
+    return common.load(FAMILY, tier)[0]
 
 
-# --------------------------------------------------------------------------------------------------------- handlers
+def _notice(text: str) -> str:
+    """The one line under a step's figure that says what to look at."""
+    return f"**What to notice:** {text}"
+
+
+# ------------------------------------------------------------------------------------------ handlers: inputs, numbers
 
 def new_scene(seed: float | None = None) -> tuple[Image.Image, str]:
     """A fresh Shapes scene with exactly one large object, and its ground truth."""
@@ -48,129 +59,150 @@ def new_scene(seed: float | None = None) -> tuple[Image.Image, str]:
                    f" The largest object is a **{big.shape}**, which the bundled ViT was trained to name.")
 
 
-def _sketch_image(sketch) -> Image.Image | None:
-    """The sketchpad's composite on white as an RGB image, or None while nothing is drawn."""
-    composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
-    if composite is None:
-        return None
-    rgba = np.asarray(composite)
-    if rgba.ndim != 3 or rgba.shape[-1] not in (3, 4) or min(rgba.shape[:2]) < 8:
-        raise ValueError(f"The drawing must be an RGB or RGBA image of at least 8 × 8 pixels, got {rgba.shape}.")
-    if rgba.shape[-1] == 4:
-        if not (rgba[..., 3] > 0).any():
-            return None
-        alpha = rgba[..., 3:].astype(np.float32) / 255
-        rgba = rgba[..., :3] * alpha + 255 * (1 - alpha)
-    return Image.fromarray(rgba.astype(np.uint8), "RGB")
+def numbers(tier: str | None = None) -> str:
+    """The lecture's ViT-B/16 beside the model in use, size by size, as a Markdown table."""
+    bundle, res = common.load(FAMILY, tier)
+    name = models.get_spec(FAMILY, res.tier).name
+    lec, use = V.LECTURE, V.dims(bundle.model.config)
+
+    def row(what: str, show: Callable[[V.Dims], str]) -> str:
+        return f"| {what} | {show(lec)} | {show(use)} |"
+
+    rows = [
+        row("input H × W", lambda d: f"{d.image_size} × {d.image_size} px"),
+        row("patch size P", lambda d: f"{d.patch_size}"),
+        row("grid, N = HW / P²", lambda d: f"{d.grid} × {d.grid} = {d.patches}"),
+        row("one patch, P²·C numbers", lambda d: f"{d.patch_size}²·{d.channels} = {d.patch_dim}"),
+        row("width D", lambda d: f"{d.width}"),
+        row("tokens T = N + CLS, sequence", lambda d: f"1 × {d.tokens} × {d.width}"),
+        row("heads h × d_k = D", lambda d: f"{d.heads} × {d.head_dim}"),
+        row("MLP D → 4D → D", lambda d: f"{d.width} → {d.mlp} → {d.width}"),
+        row("blocks L", lambda d: f"{d.layers}"),
+        row("classes", lambda d: f"{d.classes}"),
+    ]
+    return "\n".join([common.tier_label(FAMILY, res), "",
+                      f"| | **Lecture** (ViT-B/16) | **Model in use** (`{name}`) |", "|---|---|---|", *rows,
+                      "", "The slides' code sample builds its attention with 8 heads and writes the MLP with ReLU; "
+                      "ViT-B/16 itself has 12 heads and uses GELU."])
 
 
-def _prediction_figure(top: list[tuple[str, float]], title: str, height: int = 300) -> go.Figure:
-    fig = go.Figure(go.Bar(x=[p for _, p in top][::-1], y=[lab for lab, _ in top][::-1], orientation="h",
-                           text=[f"{p:.1%}" for _, p in top][::-1], textposition="auto", marker_color="#6366f1"))
-    fig.update_layout(title=title, xaxis={"range": [0, 1], "tickformat": ".0%"}, height=height,
-                      margin={"l": 140, "r": 20, "t": 50, "b": 30})
-    return fig
+# ------------------------------------------------------------------------------------------ handlers: 1 · patches
 
-
-def drawing(sketch, tier: str | None = None) -> tuple[go.Figure, str]:
-    """Classify a drawing from the sketchpad, live while it is drawn: (probabilities of every class, a sentence)."""
-    img = _sketch_image(sketch)
-    if img is None:
-        return _prediction_figure([], "Draw a shape"), "Draw a shape in one of the six colours."
-    bundle, label = _bundle(tier)
-    with torch.no_grad():
-        top = V.predict(bundle.model, bundle.pixel_values(img), top_k=bundle.model.config.num_labels)
-    size = bundle.model.config.image_size
-    return (_prediction_figure(top, "What the ViT sees in your drawing"),
-            f"{label}\n\nThe model sees your drawing at {size} × {size} px and says **{top[0][0]}** "
-            f"({top[0][1]:.0%}).")
-
-
-def use_drawing(sketch) -> tuple[Image.Image, str]:
-    """Send the drawing to the tab's image, so every view below explains it."""
-    img = _sketch_image(sketch)
-    if img is None:
-        raise ValueError("Draw a shape first.")
-    return img, "Your drawing: no ground truth, but you know what you drew."
+def fit_input_size(patch_size: float, input_size: float) -> gr.Dropdown:
+    """The input sizes this patch size divides, keeping the current one when it is among them."""
+    p = int(patch_size)
+    return gr.Dropdown(choices=V.input_sizes(p), value=V.nearest_input_size(int(input_size), p))
 
 
 def patches(image, patch_size: float, input_size: float, tier: str | None = None
             ) -> tuple[Image.Image, str, Image.Image]:
-    """Cut the image into P x P patches: (grid overlay, readout Markdown, 16 patches in
-    token order from the middle row, as a sequence)."""
+    """Cut the image into P x P patches: (grid overlay, readout Markdown, 16 patches in token order from the middle
+    row, wrapped like text)."""
     img = common.user_image(image)
     p = int(patch_size) if patch_size in V.PATCH_SIZES else None
     if p is None:
         raise ValueError(f"patch_size must be one of {V.PATCH_SIZES}, got {patch_size!r}")
-    size = common.whole_number(input_size, "input size", 32, 448)
+    size = common.whole_number(input_size, "input size", min(V.INPUT_SIZES), max(V.INPUT_SIZES))
     n = V.num_patches(size, p)  # raises a clear error when P does not divide the input size
     g = V.grid_size(size, p)
     bundle, res = common.load(FAMILY, tier)
     name = models.get_spec(FAMILY, res.tier).name
-    cfg = bundle.model.config
-    d = cfg.hidden_size
+    model = V.dims(bundle.model.config)
+    labels = ("every index" if V.labels_every_patch(size, p) else
+              "the indices of the first row and column (the rest follow row by row)")
     readout = (
         f"### N = HW / P² = {size}·{size} / {p}² = **{n} patches** ({g} × {g} grid)\n"
-        f"Each patch is a vector of P²·C = {p}²·3 = **{p * p * 3}** numbers; the projection "
-        f"(a Conv2d with kernel = stride = P) maps it to D. With this model's D = **{d}** the sequence is "
-        f"**1 × {n} × {d}**, and **1 × {n + 1} × {d}** with the CLS token.\n\n"
-        f"The model in use ({name}) was trained at **{cfg.image_size} px with P = {cfg.patch_size}** "
-        f"(N = {V.num_patches(cfg.image_size, cfg.patch_size)}): the grid above is for exploring, the attention "
-        f"maps below use the model's own grid.")
+        f"**The grid you chose:** each patch is P²·C = {p}²·3 = **{p * p * 3}** numbers, and patch (r, c) becomes "
+        f"token 1 + {g}·r + c, after CLS. The picture shows {labels}.\n\n"
+        f"**Model in use** (`{name}`): trained at {model.image_size} px with P = {model.patch_size}, so it always "
+        f"cuts {model.grid} × {model.grid} = {model.patches} patches; the steps below use that grid.")
     count = min(16, n)
     start = min((g // 2) * g, n - count)  # from the middle row: the first row is often only background
     return V.patch_grid(img, p, size), readout, V.patch_sequence(img, p, size, count=count, start=start)
 
 
-def trace(image, tier: str | None = None) -> tuple[list[list[str]], str]:
-    """Hook every stage of one real forward pass: a table of (stage, shape) and the chain as Markdown."""
-    img = common.user_image(image)
-    bundle, label = _bundle(tier)
-    steps = V.trace_shapes(bundle.model, bundle.pixel_values(img))
-    rows = [[name, " × ".join(map(str, shape))] for name, shape in steps]
-    chain = " → ".join(f"`{s}`" for _, s in rows)
-    return rows, f"{label}\n\n{chain}"
+# ------------------------------------------------------------------------------------ handlers: 2 · linear projection
 
+def _filter_mosaic(components: np.ndarray, per_row: int = 7, tile: int = 48, gap: int = 4) -> Image.Image:
+    """(k, P, P, C) components as RGB tiles, each min-max scaled on its own, per_row to a row on white."""
+    k, p = components.shape[:2]
+    scale = max(1, tile // p)
+    rows = -(-k // per_row)
+    side = p * scale
+    canvas = Image.new("RGB", (per_row * (side + gap) + gap, rows * (side + gap) + gap), "white")
+    for i, comp in enumerate(components):
+        span = comp.max() - comp.min()
+        rgb = ((comp - comp.min()) / (span or 1.0) * 255).round().astype(np.uint8)  # (P, P, C)
+        picture = Image.fromarray(rgb if rgb.shape[-1] == 3 else rgb[..., 0], "RGB" if rgb.shape[-1] == 3 else "L")
+        r, c = divmod(i, per_row)
+        canvas.paste(picture.convert("RGB").resize((side, side), Image.Resampling.NEAREST),
+                     (gap + c * (side + gap), gap + r * (side + gap)))
+    return canvas
+
+
+def projection(tier: str | None = None) -> tuple[Image.Image, str]:
+    """The patch projection W_e: its first principal components as pictures (ViT paper, figure 7 left), and its
+    shape in the lecture and in the model in use."""
+    bundle = _bundle(tier)
+    components, ratio = V.embedding_filters(bundle.model, FILTER_COUNT)
+    lec, use = V.LECTURE, V.dims(bundle.model.config)
+    note = (f"**Lecture:** W_e is D × P²C = {lec.width} × {lec.patch_dim}, so 1 × {lec.patches}"
+            f" × {lec.patch_dim} patches become 1 × {lec.patches} × {lec.width}. **Model in use:** W_e is "
+            f"{use.width} × {use.patch_dim}, so 1 × {use.patches} × {use.patch_dim} becomes 1 × {use.patches} × "
+            f"{use.width}. The Conv2d with kernel = stride = P is this one matrix, applied to every patch.\n\n"
+            f"The {len(components)} pictures are the directions in patch space W_e reads most, largest first: "
+            f"together they hold {ratio.sum():.0%} of its filters' variance, the first alone {ratio[0]:.0%}.")
+    return _filter_mosaic(components), note
+
+
+# ------------------------------------------------------------------------------------ handlers: 3 · positions
 
 def positions(tier: str | None = None) -> tuple[Image.Image, str]:
-    """The learned position embeddings' cosine similarities: one small map per patch (the ViT paper's figure 7)."""
-    bundle, _ = _bundle(tier)
-    pos = bundle.model.vit.embeddings.position_embeddings[0, 1:].detach().float().cpu()  # (N, D), CLS row dropped
-    g = math.isqrt(pos.shape[0])
-    sim = V.position_similarity(pos).numpy().reshape(g, g, g, g)  # (row, col) of query patch x key grid
+    """The learned position embeddings' cosine similarities, one small map per patch (the ViT paper's figure 7),
+    and what the picture shows, measured."""
+    bundle = _bundle(tier)
+    pos = V.patch_position_embeddings(bundle.model)  # (N, D)
+    g = V.dims(bundle.model.config).grid
+    sim = V.position_similarity(pos)  # (N, N)
     side = g * (g + 1) - 1
-    img = viz.mosaic(sim, gap=1, cell_px=max(1, 440 // side))
-    return img, (f"{g} × {g} patches, D = {pos.shape[1]}. Tile (r, c) shows how similar the position embedding of "
-                 "patch (r, c) is to every other one (yellow = similar). Nobody told the model about rows and "
-                 "columns: it learned them. **Click a tile** to enlarge it.")
+    img = viz.mosaic(sim.numpy().reshape(g, g, g, g), gap=1, cell_px=max(1, MOSAIC_SIDE // side))
+    rel = V.similarity_by_relation(sim, g)
+    learned = rel["neighbours"] > rel.get("same row or column", -1) > rel.get("elsewhere", -1)
+    verdict = ("so the model learned the 2-D layout: near patches get similar embeddings, and rows and columns "
+               "stand out" if learned else "so this model's embeddings do not (yet) order the patches by distance")
+    measured = ", ".join(f"{name} {value:.2f}" for name, value in rel.items())
+    note = (f"{g} × {g} patches, p_i ∈ ℝ^{pos.shape[1]}. Tile (r, c) is patch (r, c)'s cosine similarity to every "
+            f"position, yellow = most similar; each tile peaks at its own patch. Mean similarity: {measured}, "
+            f"{verdict}. Nobody told the model about rows and columns. **Click a tile** to enlarge it.")
+    return img, note
 
 
 def position_map(patch_index: float, tier: str | None = None) -> go.Figure:
     """One patch's similarity to every position, as a heatmap with values."""
-    bundle, _ = _bundle(tier)
-    pos = bundle.model.vit.embeddings.position_embeddings[0, 1:].detach().float().cpu()  # (N, D)
-    n = pos.shape[0]
-    g = math.isqrt(n)
-    i = common.whole_number(patch_index, "patch index", 0, n - 1)
+    bundle = _bundle(tier)
+    pos = V.patch_position_embeddings(bundle.model)  # (N, D)
+    g = V.dims(bundle.model.config).grid
+    i = common.whole_number(patch_index, "patch index", 0, g * g - 1)
+    row, col = divmod(i, g)
     sim = V.position_similarity(pos)[i].reshape(g, g).numpy()
-    fig = go.Figure(go.Heatmap(z=sim, colorscale="Viridis", zmin=-1, zmax=1, colorbar={"title": "cos"}))
-    fig.add_scatter(x=[i % g], y=[i // g], mode="markers", marker={"symbol": "x", "size": 12, "color": "red"},
+    fig = go.Figure(go.Heatmap(z=sim, colorscale="Viridis", zmin=-1, zmax=1, colorbar={"title": "cos"},
+                               hovertemplate="row %{y}, column %{x}: cos %{z:.2f}<extra></extra>"))
+    fig.add_scatter(x=[col], y=[row], mode="markers", marker={"symbol": "x", "size": 12, "color": "red"},
                     name=f"patch {i}")
-    fig.update_yaxes(autorange="reversed", scaleanchor="x")
-    fig.update_layout(title=f"Patch {i} (row {i // g}, column {i % g}) vs every position", height=420,
-                      margin={"l": 30, "r": 30, "t": 50, "b": 30}, showlegend=False)
+    fig.update_xaxes(title_text="column", range=[-0.5, g - 0.5])
+    fig.update_yaxes(title_text="row", range=[g - 0.5, -0.5])
+    fig.update_layout(title=f"Patch {i} (row {row}, column {col}) vs all", height=380,
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40}, showlegend=False)
     return fig
 
 
-def patch_from_click(tier: str | None, evt: gr.SelectData) -> tuple[float, go.Figure]:
-    """Which tile of the position mosaic was clicked (the mosaic is g x g tiles of g x g cells plus 1-cell gaps)."""
-    bundle, _ = _bundle(tier)
-    n = bundle.model.vit.embeddings.position_embeddings.shape[1] - 1
-    g = math.isqrt(n)
-    side = g * (g + 1) - 1
-    cell_px = max(1, 440 // side)
+def patch_from_click(tier: str | None, evt: gr.SelectData) -> tuple[int, go.Figure]:
+    """Which tile of the position mosaic was clicked (g x g tiles of g x g cells, with 1-cell gaps), and its map."""
+    bundle = _bundle(tier)
+    g = V.dims(bundle.model.config).grid
+    tile_px = max(1, MOSAIC_SIDE // (g * (g + 1) - 1)) * (g + 1)  # one tile and its gap, in pixels
     x, y = evt.index
-    col, row = min(g - 1, int(x) // (cell_px * (g + 1))), min(g - 1, int(y) // (cell_px * (g + 1)))
+    row, col = min(g - 1, int(y) // tile_px), min(g - 1, int(x) // tile_px)
     return row * g + col, position_map(row * g + col, tier)
 
 
@@ -182,18 +214,19 @@ def sinusoid(d_model: float, num_positions: float) -> go.Figure:
     n = common.whole_number(num_positions, "positions", 1, MAX_SINUSOID_POSITIONS)
     pe = V.sinusoidal_encoding(n, d)
     fig = go.Figure(go.Heatmap(z=pe, colorscale="RdBu", zmid=0, colorbar={"title": "PE"}))
-    fig.update_layout(title=f"Sinusoidal encoding, {n} positions × d = {d}", xaxis_title="dimension (2i, 2i+1)",
-                      yaxis_title="position", height=380, margin={"l": 50, "r": 30, "t": 50, "b": 40})
+    fig.update_layout(title=f"Sinusoidal PE, {n} positions × d = {d}", xaxis_title="dimension (2i, 2i+1)",
+                      yaxis_title="position", height=340, margin={"l": 50, "r": 10, "t": 40, "b": 40})
     fig.update_yaxes(autorange="reversed")
     return fig
 
 
+# ------------------------------------------------------------------------------------ handlers: 4 · LayerNorm
+
 def layernorm(image, layer: float, tier: str | None = None) -> go.Figure:
     """Per-token mean and variance before and after the LayerNorm in front of attention, at one layer."""
     img = common.user_image(image)
-    bundle, _ = _bundle(tier)
-    n_layers = bundle.model.config.num_hidden_layers
-    li = common.whole_number(layer, "layer", 0, n_layers - 1)
+    bundle = _bundle(tier)
+    li = common.whole_number(layer, "layer", 0, bundle.model.config.num_hidden_layers - 1)
     stats = V.layernorm_stats(bundle.model, bundle.pixel_values(img), li)
     tokens = np.arange(len(stats["mean_before"]))
     fig = make_subplots(rows=1, cols=2, subplot_titles=("per-token mean μ", "per-token variance σ²"))
@@ -203,47 +236,138 @@ def layernorm(image, layer: float, tier: str | None = None) -> go.Figure:
             fig.add_scatter(x=tokens, y=stats[f"{kind}_{key}"], mode="lines", name=name, line={"color": color},
                             legendgroup=key, showlegend=col == 1, row=1, col=col)
     fig.update_xaxes(title_text="token (0 = CLS)")
-    fig.update_layout(title=f"LayerNorm before attention in block {li}", height=360,
-                      margin={"l": 40, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    fig.update_layout(title=f"LayerNorm before attention, block {li}", height=380,
+                      margin={"l": 40, "r": 10, "t": 60, "b": 40},
+                      legend={"orientation": "h", "y": -0.25, "yanchor": "top"})
     return fig
+
+
+# ------------------------------------------------------------------------------------ handlers: 5 · attention
+
+def _discard(discard_ratio: float | None) -> float:
+    """The rollout discard ratio from a slider or the API, in [0, 1), else ValueError."""
+    if discard_ratio is None or not 0 <= float(discard_ratio) < 1:
+        raise ValueError(f"discard ratio must be in [0, 1), got {discard_ratio!r}")
+    return float(discard_ratio)
+
+
+def _distance_figure(dist: np.ndarray, patch_size: int, uniform: float) -> go.Figure:
+    """Mean attention distance per head and layer, with the two references as lines: one patch away (local) and
+    uniform attention (global)."""
+    layers = np.arange(dist.shape[0])
+    fig = go.Figure()
+    for y, name, dash in ((uniform, f"uniform attention, global: {uniform:.0f} px", "dash"),
+                          (patch_size, f"one patch away, local: {patch_size} px", "dot")):
+        fig.add_scatter(x=[-0.4, dist.shape[0] - 0.6], y=[y, y], mode="lines", name=name, hoverinfo="name",
+                        line={"dash": dash, "color": "#64748b"})
+    for h in range(dist.shape[1]):
+        fig.add_scatter(x=layers, y=dist[:, h], mode="markers", name=f"head {h}", marker={"size": 9})
+    fig.update_layout(title="Mean attention distance per head", xaxis_title="layer", yaxis_title="pixels",
+                      yaxis_range=[0, 1.1 * max(uniform, float(dist.max()))], height=400, xaxis={"dtick": 1},
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2,
+                                                                           "yanchor": "top"})
+    return fig
+
+
+def _distance_sentence(dist: np.ndarray, patch_size: int, uniform: float) -> str:
+    """What the distance chart shows: how many heads sit nearer the global line than the local one, and where."""
+    midway = (patch_size + uniform) / 2
+    global_heads = int((dist > midway).sum())
+    return (f"In the distance chart (the ViT paper's figure 7, right), a local head, like a convolution, looks at "
+            f"its neighbours about P = {patch_size} px away; a global "
+            f"head that attends everywhere equally averages {uniform:.0f} px (the dashed line). Here the heads span "
+            f"{dist.min():.0f}–{dist.max():.0f} px, and {global_heads} of {dist.size} sit nearer the global line.")
 
 
 def attention(image, layer: float, head: str | None, discard_ratio: float, tier: str | None = None
               ) -> tuple[Image.Image, Image.Image, go.Figure, go.Figure, str]:
     """CLS->patch attention of one layer and head (or the head mean), attention rollout over all layers, the mean
-    attention distance per head and layer, and the top-5 predictions."""
+    attention distance per head and layer, and the top-5 predictions, all from one forward pass."""
     img = common.user_image(image)
-    if discard_ratio is None or not 0 <= float(discard_ratio) < 1:
-        raise ValueError(f"discard ratio must be in [0, 1), got {discard_ratio!r}")
-    bundle, label = _bundle(tier)
-    cfg = bundle.model.config
-    li = common.whole_number(layer, "layer", 0, cfg.num_hidden_layers - 1)
-    hi = None if head in (None, "", "mean") else common.whole_number(head, "head", 0, cfg.num_attention_heads - 1)
-    x = bundle.pixel_values(img)
-    _, atts = V.forward(bundle.model, x)
+    discard = _discard(discard_ratio)
+    bundle = _bundle(tier)
+    d = V.dims(bundle.model.config)
+    li = common.whole_number(layer, "layer", 0, d.layers - 1)
+    hi = None if head in (None, "", "mean") else common.whole_number(head, "head", 0, d.heads - 1)
+    logits, atts = V.forward(bundle.model, bundle.pixel_values(img))
     atts = [a.float().cpu() for a in atts]  # L x (1, H, T, T)
-    g = V.grid_size(cfg.image_size, cfg.patch_size)
-    seen = img.convert("RGB").resize((cfg.image_size, cfg.image_size), Image.Resampling.BICUBIC)
+    seen = V.square(img, d.image_size)
     one = V.cls_attention(atts, li, hi).numpy()
-    roll = V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=float(discard_ratio)), g).numpy()
-
-    dist = V.mean_attention_distance(atts, cfg.patch_size)  # (L, H) pixels
-    fig_d = go.Figure()
-    for h in range(dist.shape[1]):
-        fig_d.add_scatter(x=np.arange(dist.shape[0]), y=dist[:, h], mode="markers", name=f"head {h}",
-                          marker={"size": 9})
-    fig_d.update_layout(title="Mean attention distance (ViT paper, fig. 7 right)", xaxis_title="layer",
-                        yaxis_title="pixels", height=330, margin={"l": 50, "r": 20, "t": 50, "b": 40})
-
-    with torch.no_grad():
-        top = V.predict(bundle.model, x, top_k=5)
-    fig_p = _prediction_figure(top, "Top-5 predictions")
+    roll = V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=discard), d.grid).numpy()
+    dist = V.mean_attention_distance(atts, d.patch_size)  # (L, H) pixels
+    uniform = V.uniform_attention_distance(d.grid, d.patch_size)
+    top = V.top_classes(bundle.model, logits[0], top_k=5)
+    lec = V.LECTURE
     head_name = "mean over heads" if hi is None else f"head {hi}"
-    note = (f"{label}\n\nLayer {li}, {head_name}: where the CLS token looks. Rollout multiplies (A + I)/2 through "
-            f"all {cfg.num_hidden_layers} layers (residual-aware), discarding the lowest {float(discard_ratio):.0%} "
-            f"of weights per layer. Grid {g} × {g} of {cfg.patch_size}-px patches.")
-    return viz.overlay(seen, one), viz.overlay(seen, roll), fig_d, fig_p, note
+    note = (f"Layer {li}, {head_name}: where the CLS token looks. Q, K and V are 1 × T × D, split into "
+            f"h heads of d_k = D / h: **lecture** 1 × {lec.tokens} × {lec.width} → {lec.heads} heads of 1 × "
+            f"{lec.tokens} × {lec.head_dim}, each with a {lec.tokens} × {lec.tokens} attention matrix; **model in "
+            f"use** 1 × {d.tokens} × {d.width} → {d.heads} heads of 1 × {d.tokens} × {d.head_dim}, {d.tokens} × "
+            f"{d.tokens}. Rollout multiplies (A + I), rows re-normalised, through all {d.layers} layers; it discards "
+            f"the lowest {discard:.0%} of each layer's weights first, all but CLS→CLS (as jacobgil/vit-explain "
+            f"does). Grid {d.grid} × {d.grid} of {d.patch_size}-px patches.\n\n"
+            + _notice("one layer's map is noisy and changes from head to head; rollout follows the attention "
+                      "through every layer and usually lands on the object. " + _distance_sentence(dist, d.patch_size,
+                                                                                                   uniform)))
+    return (viz.overlay(seen, one), viz.overlay(seen, roll), _distance_figure(dist, d.patch_size, uniform),
+            _prediction_figure(top, "Top-5 predictions: softmax of the head's logits"), note)
 
+
+# ------------------------------------------------------------------------------------ handlers: 6 · MLP, the tracer
+
+def trace(image, tier: str | None = None) -> tuple[list[list[str]], str]:
+    """Hook every stage of one real forward pass, block 0 from inside: a table of (stage, shape) and the chain of
+    the outer stages as Markdown."""
+    img = common.user_image(image)
+    bundle = _bundle(tier)
+    steps = V.trace_shapes(bundle.model, bundle.pixel_values(img))
+    rows = [[name, " × ".join(map(str, shape))] for name, shape in steps]
+    chain = " → ".join(f"`{shape}`" for name, shape in rows if not name.startswith("block 0 ·"))
+    return rows, f"The outer stages: {chain}"
+
+
+# ------------------------------------------------------------------------------------ handlers: 7 · CLS -> head
+
+def _prediction_figure(top: list[tuple[str, float]], title: str, height: int = 300) -> go.Figure:
+    fig = go.Figure(go.Bar(x=[p for _, p in top][::-1], y=[lab for lab, _ in top][::-1], orientation="h",
+                           text=[f"{p:.1%}" for _, p in top][::-1], textposition="auto", marker_color="#6366f1"))
+    fig.update_layout(title=title, xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
+                      height=height, margin={"l": 110, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
+def logit_lens(image, tier: str | None = None) -> tuple[go.Figure, str]:
+    """The logit lens: the prediction read from the CLS token after each block, through the model's own final
+    LayerNorm and head. Returns a blocks x classes heatmap of probabilities (every class, or the final top
+    LENS_TOP_K of a larger head) and a note naming the block from which the final answer leads."""
+    img = common.user_image(image)
+    bundle = _bundle(tier)
+    probs = V.logit_lens(bundle.model, bundle.pixel_values(img)).softmax(-1).cpu().numpy()  # (L, num_labels)
+    n_blocks, n_classes = probs.shape
+    columns = np.arange(n_classes) if n_classes <= LENS_TOP_K else np.argsort(-probs[-1])[:LENS_TOP_K]
+    names = V.class_names(bundle.model)
+    z = probs[:, columns]  # (L, k)
+    hover = np.array([[names[c] for c in columns]] * n_blocks)  # (L, k)
+    fig = go.Figure(go.Heatmap(z=z, y=[f"block {b}" for b in range(n_blocks)], zmin=0, zmax=1, colorscale="Viridis",
+                               texttemplate="%{z:.2f}", colorbar={"title": "p", "tickformat": ".0%"}, customdata=hover,
+                               hovertemplate="%{y}, %{customdata}: p = %{z:.3f}<extra></extra>"))
+    # columns by position, named by tick: ImageNet repeats some labels ("crane" the bird and the machine)
+    fig.update_xaxes(tickvals=list(range(len(columns))), ticktext=[names[c][:24] for c in columns])
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title="Logit lens: head(LayerNorm(CLS after block l))", height=140 + 40 * n_blocks,
+                      margin={"l": 70, "r": 10, "t": 40, "b": 90})
+    top = probs.argmax(axis=1)  # (L,) the lens's answer after each block
+    final = int(top[-1])
+    settled = n_blocks - int(np.argmax(top[::-1] != final)) if (top != final).any() else 0
+    shown = "every class" if n_classes <= LENS_TOP_K else f"the final top {LENS_TOP_K} of {n_classes} classes"
+    note = (f"Columns: {shown}. The last row is the model's own prediction, **{names[final]}** "
+            f"({probs[-1, final]:.1%}); it leads from **block {settled}** on.\n\n"
+            + _notice("the answer is not in the CLS token from the start: it forms block by block, mostly in the "
+                      "later ones. Watch for a runner-up that leads early and is overtaken."))
+    return fig, note
+
+
+# ------------------------------------------------------------------------------------ handlers: beyond the lecture
 
 def _class_index(bundle: V.ViTBundle, class_name: str | None) -> int | None:
     """The head's index for a class label, None for the predicted class, or ValueError naming the accepted values."""
@@ -263,200 +387,317 @@ def relevance(image, class_name: str | None, head_fusion: str, discard_ratio: fl
     row, mean over heads), attention rollout (heads fused by `head_fusion`), and gradient-weighted relevance for one
     class (the predicted one by default). Returns the three overlays and a note on what to notice."""
     img = common.user_image(image)
-    if head_fusion not in V.HEAD_FUSIONS:
-        raise ValueError(f"head fusion must be one of {', '.join(V.HEAD_FUSIONS)}, got {head_fusion!r}")
-    if discard_ratio is None or not 0 <= float(discard_ratio) < 1:
-        raise ValueError(f"discard ratio must be in [0, 1), got {discard_ratio!r}")
-    bundle, label = _bundle(tier)
+    discard = _discard(discard_ratio)
+    bundle = _bundle(tier)
     index = _class_index(bundle, class_name)
-    cfg = bundle.model.config
-    g = V.grid_size(cfg.image_size, cfg.patch_size)
+    d = V.dims(bundle.model.config)
     logits, index, atts, grads = V.attention_gradients(bundle.model, bundle.pixel_values(img), index)
     raw = V.cls_attention(atts, len(atts) - 1).float().cpu().numpy()
-    roll = V.cls_rollout_map(V.attention_rollout(atts, float(discard_ratio), head_fusion), g).cpu().numpy()
-    rel = V.cls_rollout_map(V.relevance_rollout(atts, grads), g).cpu().numpy()
+    roll = V.cls_rollout_map(V.attention_rollout(atts, discard, head_fusion), d.grid).cpu().numpy()
+    rel = V.cls_rollout_map(V.relevance_rollout(atts, grads), d.grid).cpu().numpy()
     names = V.class_names(bundle.model)
     prob = float(logits.softmax(-1)[index])
     chosen = "the predicted class" if class_name in (None, "", PREDICTED) else "the chosen class"
-    seen = img.convert("RGB").resize((cfg.image_size, cfg.image_size), Image.Resampling.BICUBIC)
-    note = (f"{label}\n\nRelevance for **{names[index]}** ({chosen}, p = {prob:.1%}); rollout fuses the heads by "
-            f"**{head_fusion}** and discards the lowest {float(discard_ratio):.0%} of each layer's weights.\n\n"
-            "**What to notice:** raw attention and rollout ignore the class: pick another class and only the "
-            "relevance map changes. Relevance keeps only the attention whose gradient raises that class's logit, so "
-            "it usually sits tighter on the object than plain rollout. Try the runner-up class: what evidence does "
-            "the model find for it?")
+    seen = V.square(img, d.image_size)
+    note = (f"Relevance for **{names[index]}** ({chosen}, p = {prob:.1%}); rollout fuses the heads by "
+            f"**{head_fusion}** and discards the lowest {discard:.0%} of each layer's weights.\n\n"
+            + _notice("raw attention and rollout ignore the class: pick another class and only the relevance map "
+                      "changes. Relevance keeps only the attention whose gradient raises that class's logit, so it "
+                      "usually sits tighter on the object than plain rollout. Try the runner-up class: what evidence "
+                      "does the model find for it?"))
     return viz.overlay(seen, raw), viz.overlay(seen, roll), viz.overlay(seen, rel), note
 
 
-def logit_lens(image, tier: str | None = None) -> tuple[go.Figure, str]:
-    """The logit lens: the prediction read from the CLS token after each block, through the model's own final
-    LayerNorm and head. Returns a blocks x classes heatmap of probabilities (every class, or the final top
-    LENS_TOP_K of a larger head) and a note naming the block from which the final answer leads."""
-    img = common.user_image(image)
-    bundle, label = _bundle(tier)
-    probs = V.logit_lens(bundle.model, bundle.pixel_values(img)).softmax(-1).cpu().numpy()  # (L, num_labels)
-    n_blocks, n_classes = probs.shape
-    columns = np.arange(n_classes) if n_classes <= LENS_TOP_K else np.argsort(-probs[-1])[:LENS_TOP_K]
-    names = V.class_names(bundle.model)
-    z = probs[:, columns]  # (L, k)
-    hover = np.array([[names[c] for c in columns]] * n_blocks)  # (L, k)
-    fig = go.Figure(go.Heatmap(z=z, y=[f"block {b}" for b in range(n_blocks)], zmin=0, zmax=1, colorscale="Viridis",
-                               texttemplate="%{z:.2f}", colorbar={"title": "p", "tickformat": ".0%"}, customdata=hover,
-                               hovertemplate="%{y}, %{customdata}: p = %{z:.3f}<extra></extra>"))
-    # columns by position, named by tick: ImageNet repeats some labels ("crane" the bird and the machine)
-    fig.update_xaxes(tickvals=list(range(len(columns))), ticktext=[names[c][:24] for c in columns])
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title="Logit lens: head(LayerNorm(CLS after block l))", height=140 + 40 * n_blocks,
-                      margin={"l": 70, "r": 20, "t": 50, "b": 90})
-    top = probs.argmax(axis=1)  # (L,) the lens's answer after each block
-    final = int(top[-1])
-    settled = n_blocks - int(np.argmax(top[::-1] != final)) if (top != final).any() else 0
-    shown = "every class" if n_classes <= LENS_TOP_K else f"the final top {LENS_TOP_K} of {n_classes} classes"
-    note = (f"{label}\n\nColumns: {shown}. The last row is the model's own prediction, **{names[final]}** "
-            f"({probs[-1, final]:.1%}); it leads from **block {settled}** on.\n\n"
-            "**What to notice:** the answer is not in the CLS token from the start: it forms block by block, mostly "
-            "in the later ones. Watch for a runner-up that leads early and is overtaken.")
-    return fig, note
+def _sketch_image(sketch) -> Image.Image | None:
+    """The sketchpad's composite on white as an RGB image, or None while nothing is drawn."""
+    composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if composite is None:
+        return None
+    rgba = np.asarray(composite)
+    if rgba.ndim != 3 or rgba.shape[-1] not in (3, 4) or min(rgba.shape[:2]) < 8:
+        raise ValueError(f"The drawing must be an RGB or RGBA image of at least 8 × 8 pixels, got {rgba.shape}.")
+    if rgba.shape[-1] == 4:
+        if not (rgba[..., 3] > 0).any():
+            return None
+        alpha = rgba[..., 3:].astype(np.float32) / 255
+        rgba = rgba[..., :3] * alpha + 255 * (1 - alpha)
+    return Image.fromarray(rgba.astype(np.uint8), "RGB")
+
+
+def drawing(sketch, tier: str | None = None) -> tuple[go.Figure, str]:
+    """Classify a drawing from the sketchpad, live while it is drawn: (probabilities of every class, a sentence)."""
+    img = _sketch_image(sketch)
+    if img is None:
+        return (_prediction_figure([], "Draw a shape to see what the ViT says"),
+                "Draw a shape in one of the six colours.")
+    bundle = _bundle(tier)
+    top = V.predict(bundle.model, bundle.pixel_values(img), top_k=bundle.model.config.num_labels)
+    size = bundle.model.config.image_size
+    return (_prediction_figure(top, "What the ViT sees in your drawing"),
+            f"The model sees your drawing at {size} × {size} px and says **{top[0][0]}** "
+            f"({top[0][1]:.0%}).")
+
+
+def use_drawing(sketch) -> tuple[Image.Image, str]:
+    """Send the drawing to the tab's image, so every step explains it."""
+    img = _sketch_image(sketch)
+    if img is None:
+        raise ValueError("Draw a shape first.")
+    return img, "Your drawing: no ground truth, but you know what you drew."
+
+
+def sync_controls(tier: str | None) -> tuple:
+    """Fit the controls to the model in use: the numbers table, the layer and head choices, the class list, and the
+    patch index's range. Runs first on page load, when the model may still be loading: it waits for the model, so
+    that the steps after it open computed instead of failing."""
+    bundle = common.load(FAMILY, tier, wait=None)[0]
+    d = V.dims(bundle.model.config)
+    heads = ["mean"] + [str(h) for h in range(d.heads)]
+    return (numbers(tier), gr.Slider(maximum=d.layers - 1, value=0), gr.Dropdown(choices=heads, value="mean"),
+            gr.Slider(maximum=d.layers - 1, value=0),
+            gr.Dropdown(choices=[PREDICTED, *V.class_names(bundle.model)], value=PREDICTED),
+            gr.Number(value=0, maximum=d.patches - 1))
 
 
 # -------------------------------------------------------------------------------------------------------------- UI
 
-def build() -> None:
-    """Lay out the ViT tab inside the current Blocks context."""
+def _figure(caption: str, buttons: tuple[str, ...] = ("download", "fullscreen"), **kwargs) -> gr.Image:
+    """A picture the tab draws, under its caption (a label would cover the picture's corner): PNG (exact pixels for
+    maps), not editable, no share button."""
+    with gr.Column():
+        gr.Markdown(caption)
+        return gr.Image(label=caption.replace("*", ""), show_label=False, format="png", interactive=False,
+                        buttons=list(buttons), **kwargs)
+
+
+def _step(number: int, title: str, formula: str) -> None:
+    gr.Markdown(f"### {number} · {title}\n{formula}")
+
+
+def _inputs(ui: SimpleNamespace) -> None:
+    """The image and where it comes from, the tier, and the lecture's numbers beside the model's."""
     gr.Markdown("## Vision Transformer: an image is worth 16×16 words\n"
-                "Cut the image into P×P patches, project each to D numbers (a Conv2d with kernel = stride = P), add "
-                "a learned position embedding z = x + p, prepend a CLS token, and run transformer blocks "
-                "(LayerNorm → multi-head attention → residual → MLP).")
+                "The lecture's walk, step by step, on a real model: cut the image into P×P patches (1), project each "
+                "to D numbers (2), add a learned position embedding z = x + p (3), prepend a CLS token, and run "
+                "transformer blocks: LayerNorm (4) → multi-head attention (5) → residual → MLP (6); the head reads "
+                "the CLS token (7). Every control redraws its step as it moves.")
     with gr.Row():
         with gr.Column(scale=1):
-            first_image, first_truth = new_scene(seed=42)  # something to click on straight away
-            image = common.image_input(value=first_image)
-            gr.Markdown(KNOWS)
-            with gr.Row():
-                scene_btn = gr.Button("🎲 Random Shapes scene", variant="secondary")
-                seed = gr.Number(label="seed (−1 = random)", value=-1, precision=0, minimum=-1, scale=0,
-                                 min_width=140)
-            truth = gr.Markdown(first_truth)
-            gr.Examples([[str(p)] for p in common.SAMPLES], inputs=[image], outputs=[truth], fn=lambda _: "",
+            first_image, first_truth = new_scene(seed=42)  # something to look at straight away
+            ui.image = common.image_input(value=first_image)
+            with gr.Row(equal_height=True):
+                ui.scene_btn = gr.Button("🎲 Random Shapes scene", variant="secondary", min_width=200)
+                ui.seed = gr.Number(label="seed (−1 = random)", value=-1, precision=0, minimum=-1, min_width=120)
+            ui.truth = gr.Markdown(first_truth)
+            gr.Examples([[str(p)] for p in common.SAMPLES], inputs=[ui.image], outputs=[ui.truth], fn=lambda _: "",
                         run_on_click=True, cache_examples=False, label="Sample photos")  # photos: no ground truth
-            gr.Markdown(common.PHOTO_NOTE)
+            gr.Markdown(common.PHOTO_NOTE + "\n\n" + KNOWS)
         with gr.Column(scale=1):
-            tier = common.tier_radio(FAMILY)
-            with gr.Row():
-                patch_size = gr.Radio(list(V.PATCH_SIZES), value=16, label="patch size P")
-                input_size = gr.Dropdown(list(INPUT_SIZES), value=224, label="input size (px)")
-            patch_btn = gr.Button("✂️ Cut into patches", variant="primary")
-            readout = gr.Markdown()
+            ui.tier = common.tier_radio(FAMILY)
+            ui.numbers = gr.Markdown()
+
+
+def _step_patches(ui: SimpleNamespace) -> None:
+    _step(1, "Patches", "An H × W image becomes N = HW / P² patches x_i ∈ ℝ^(P²·C), read row by row.")
+    with gr.Row(equal_height=True):
+        ui.patch_size = gr.Radio(list(V.PATCH_SIZES), value=16, label="patch size P")
+        ui.input_size = gr.Dropdown(list(V.INPUT_SIZES), value=224, label="input size (px)",
+                                    info="only sizes that P divides")
+        ui.patch_btn = gr.Button("✂️ Cut into patches", variant="primary", min_width=200)
     with gr.Row():
-        grid_img = gr.Image(label="Patch grid (indices = token order)", format="png", interactive=False)
+        ui.grid_img = _figure("**The patch grid**, indices in token order")
         with gr.Column():
-            seq_img = gr.Image(label="Patches in token order, from the middle row: a sequence of 'words'",
-                               format="png", interactive=False)
-            trace_btn = gr.Button("🔎 Trace tensor shapes through a real forward pass")
-            chain = gr.Markdown()
-            trace_table = gr.Dataframe(headers=["stage", "shape"], label="Shape tracer (recorded by hooks)",
-                                       interactive=False, wrap=True)
+            ui.readout = gr.Markdown()
+            ui.seq_img = _figure("**16 patches in token order**, from the middle row: a sentence of 'words'",
+                                 buttons=())  # a toolbar would cover the strip's last tiles
+    gr.Markdown(_notice("the transformer never sees the picture in 2-D, only this sequence. Halve P and N "
+                        "quadruples, and attention, which compares every token with every other, costs N² as much."))
 
-    gr.Markdown("### Draw a shape\nChoose the brush (✏️ on the left of the pad), then draw one of the six shapes "
-                "with a colour from the palette. The ViT classifies it as you draw.")
+
+def _step_projection(ui: SimpleNamespace) -> None:
+    _step(2, "Linear projection", "z_i = W_e x_i + b_e, W_e ∈ ℝ^(D × P²C): one matrix for every patch.")
     with gr.Row():
-        sketch = gr.Sketchpad(label="Draw a shape", type="numpy", image_mode="RGBA", canvas_size=(256, 256),
-                              brush=gr.Brush(default_size=12, colors=DRAW_COLORS, default_color=DRAW_COLORS[0]),
-                              height=340)
+        ui.filters_img = _figure("**Principal components of W_e**, the 28 largest")
+        ui.projection_note = gr.Markdown()
+    gr.Markdown(_notice("each picture is a pattern of colour and brightness across a patch that the projection "
+                        "responds to; the first ones are smooth blobs of colour, later ones finer and noisier. A "
+                        "patch's D numbers say how much of each pattern it holds."))
+
+
+def _step_positions(ui: SimpleNamespace) -> None:
+    _step(3, "Position embeddings: z_i = x_i + p_i",
+          "Attention ignores order, so each patch's token gets a learned vector p_i ∈ ℝ^D for its place.")
+    with gr.Row():
         with gr.Column():
-            draw_plot = gr.Plot(label="Prediction for the drawing")
-            draw_note = gr.Markdown()
-            draw_use = gr.Button("⬆️ Explain this drawing in the views above and below")
+            ui.pos_img = _figure("**Cosine similarity of the position embeddings** (click a tile)")
+        with gr.Column():
+            ui.patch_index = gr.Number(label="patch index", value=0, precision=0, minimum=0)
+            ui.pos_map = gr.Plot(label="One patch vs every position")
+    ui.pos_note = gr.Markdown()
+    gr.Markdown("**For contrast, the fixed sinusoidal encoding** of *Attention is all you need*: "
+                "PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)).")
+    with gr.Row():
+        ui.d_model = gr.Slider(2, 512, value=128, step=2, label="d (sinusoidal)")
+        ui.n_pos = gr.Slider(1, 256, value=64, step=1, label="positions")
+    ui.pe_plot = gr.Plot(value=sinusoid(128, 64), label="Sinusoidal encoding")
+    gr.Markdown(_notice("low dimensions (left) change fast with position, high ones slowly, so every position "
+                        "gets a different pattern; ViT learns its p_i instead, and in 2-D."))
 
-    gr.Markdown("### Attention: where does the CLS token look?")
-    with gr.Row():
-        layer = gr.Slider(0, 11, value=0, step=1, label="layer")
-        head = gr.Dropdown(["mean"] + [str(h) for h in range(12)], value="mean", label="head")
-        discard = gr.Slider(0.0, 0.95, value=0.0, step=0.05, label="rollout discard ratio")
-        attn_btn = gr.Button("👁️ Show attention", variant="primary")
-    attn_note = gr.Markdown()
-    with gr.Row():
-        attn_img = gr.Image(label="CLS → patch attention (one layer)", format="png", interactive=False)
-        roll_img = gr.Image(label="Attention rollout (all layers)", format="png", interactive=False)
-    with gr.Row():
-        top5 = gr.Plot(label="Predictions")
-        distance = gr.Plot(label="Mean attention distance")
 
-    gr.Markdown("### Which patches matter for a class? Raw attention, rollout and relevance\n"
+def _step_layernorm(ui: SimpleNamespace) -> None:
+    _step(4, "LayerNorm", "LN(x) = (x − μ) / √(σ² + ε) · γ + β, with μ and σ² over the D features of each token.")
+    ui.ln_layer = gr.Slider(0, 11, value=0, step=1, label="block")
+    ui.ln_plot = gr.Plot(label="Per-token statistics")
+    gr.Markdown(_notice("the input x (grey) has its own mean and variance for every token; x̂ (indigo) is at mean 0 "
+                        "and variance 1 for all of them; γ and β (orange) then scale and shift each feature, so "
+                        "LN(x) is no longer exactly (0, 1)."))
+
+
+def _step_attention(ui: SimpleNamespace) -> None:
+    _step(5, "Multi-head attention",
+          "Q = LN(z) W_Q, K = LN(z) W_K, V = LN(z) W_V, split into h heads; head_j = softmax(Q_j K_jᵀ / √d_k) V_j; "
+          "z ← z + [head_1 … head_h] W_O.")
+    with gr.Row(equal_height=True):
+        ui.layer = gr.Slider(0, 11, value=0, step=1, label="layer")
+        ui.head = gr.Dropdown(["mean"] + [str(h) for h in range(12)], value="mean", label="head")
+        ui.discard = gr.Slider(0.0, 0.95, value=0.0, step=0.05, label="rollout discard ratio")
+        ui.attn_btn = gr.Button("👁️ Show attention", variant="primary", min_width=180)
+    with gr.Row():
+        ui.attn_img = _figure("**CLS → patch attention**, one layer")
+        ui.roll_img = _figure("**Attention rollout**, all layers")
+    ui.distance = gr.Plot(label="Mean attention distance")
+    ui.attn_note = gr.Markdown()
+
+
+def _step_mlp(ui: SimpleNamespace) -> None:
+    _step(6, "MLP: D → 4D → D",
+          "MLP(x) = GELU(x W₁ + b₁) W₂ + b₂, W₁ ∈ ℝ^(D × 4D), W₂ ∈ ℝ^(4D × D), then z ← z + MLP(LN(z)).")
+    ui.trace_table = gr.Dataframe(headers=["stage", "shape"], label="Every shape of one forward pass, block 0 from "
+                                  "inside (recorded by hooks)", interactive=False, wrap=True, max_height=520)
+    ui.chain = gr.Markdown()
+    gr.Markdown(_notice("inside a block only the width changes: Q, K and V keep D (split into h heads of d_k), the "
+                        "MLP widens every token to 4D and back to D, so blocks stack without reshaping."))
+
+
+def _step_head(ui: SimpleNamespace) -> None:
+    _step(7, "CLS → head", "logits = W · LN(z_L[CLS]) + b; p = softmax(logits). Only the CLS token reaches the head.")
+    ui.top5 = gr.Plot(label="Top-5 predictions")
+    gr.Markdown("**The logit lens**: apply the same LayerNorm and head to the CLS token after every earlier block, "
+                "as if the network stopped there.")
+    ui.lens_btn = gr.Button("🔭 Read the CLS token after every block", variant="primary")
+    ui.lens_plot = gr.Plot(label="Logit lens (blocks × classes)", elem_id="vit-lens")
+    ui.lens_note = gr.Markdown()
+
+
+def _relevance_section(ui: SimpleNamespace) -> None:
+    gr.Markdown("### Beyond the lecture: which patches matter for a class?\n"
                 "Raw attention is one layer; rollout multiplies the layers' (A + I) with the heads fused as you "
                 "choose; relevance (Chefer et al., 2021) weights every head's attention by the gradient of the "
                 "class's logit, keeps the positive part, and rolls it up: R = I, R += mean_heads((∇A ⊙ A)⁺) R. "
-                "Rollout uses the discard ratio set above.")
+                "Rollout uses the discard ratio of step 5.")
+    with gr.Row(equal_height=True):
+        ui.rel_class = gr.Dropdown([PREDICTED], value=PREDICTED, label="class (relevance)", filterable=True)
+        ui.fusion = gr.Radio(list(V.HEAD_FUSIONS), value="mean", label="head fusion (rollout)", elem_id="vit-fusion")
+        ui.rel_btn = gr.Button("🧭 Compare the three maps", variant="primary", min_width=220)
     with gr.Row():
-        rel_class = gr.Dropdown([PREDICTED], value=PREDICTED, label="class (relevance)", filterable=True)
-        fusion = gr.Radio(list(V.HEAD_FUSIONS), value="mean", label="head fusion (rollout)")
-        rel_btn = gr.Button("🧭 Compare the three maps", variant="primary")
-    rel_note = gr.Markdown()
-    with gr.Row():
-        raw_img = gr.Image(label="Raw attention (last layer, CLS row, mean over heads)", format="png",
-                           interactive=False)
-        fused_img = gr.Image(label="Attention rollout (heads fused as chosen)", format="png", interactive=False)
-        rel_img = gr.Image(label="Relevance for the class (gradient-weighted rollout)", format="png",
-                           interactive=False, elem_id="vit-relevance")
+        ui.raw_img = _figure("**Raw attention**: last layer, CLS row, mean over heads")
+        ui.fused_img = _figure("**Attention rollout**, heads fused as chosen", elem_id="vit-rollout")
+        ui.rel_img = _figure("**Relevance for the class**: gradient-weighted rollout", elem_id="vit-relevance")
+    ui.rel_note = gr.Markdown()
 
-    gr.Markdown("### Positional embeddings: learned (z = x + p) and sinusoidal")
+
+def _drawing_section(ui: SimpleNamespace) -> None:
+    gr.Markdown("### Draw a shape\nChoose the brush (✏️ on the left of the pad), then draw one of the six shapes "
+                "with a colour from the palette. The ViT classifies it as you draw.")
     with gr.Row():
+        ui.sketch = gr.Sketchpad(label="Draw a shape", type="numpy", image_mode="RGBA", canvas_size=(256, 256),
+                                 brush=gr.Brush(default_size=12, colors=DRAW_COLORS, default_color=DRAW_COLORS[0]),
+                                 height=340)
         with gr.Column():
-            pos_btn = gr.Button("Show learned position similarities")
-            pos_note = gr.Markdown()
-            pos_img = gr.Image(label="Cosine similarity of position embeddings (click a tile)", format="png",
-                               interactive=False, height=480)
-        with gr.Column():
-            patch_index = gr.Number(label="patch index", value=0, precision=0, minimum=0)
-            pos_map = gr.Plot(label="One patch vs every position")
-    with gr.Row():
-        d_model = gr.Slider(2, 512, value=128, step=2, label="d (sinusoidal)")
-        n_pos = gr.Slider(1, 256, value=64, step=1, label="positions")
-    pe_plot = gr.Plot(label="PE(pos, 2i) = sin(pos/10000^(2i/d)), PE(pos, 2i+1) = cos(…)")
+            ui.draw_plot = gr.Plot(value=drawing(None)[0], label="Prediction for the drawing")
+            ui.draw_note = gr.Markdown()
+            ui.draw_use = gr.Button("⬆️ Explain this drawing in every step")
 
-    gr.Markdown("### LayerNorm: LN(x) = (x − μ) / √(σ² + ε) · γ + β, per token")
-    with gr.Row():
-        ln_layer = gr.Slider(0, 11, value=0, step=1, label="block")
-        ln_btn = gr.Button("📏 Measure LayerNorm")
-    ln_plot = gr.Plot(label="Per-token statistics")
 
-    gr.Markdown("### Output layer: the logit lens\n"
-                "The head reads only the CLS token after the last block: logits = W · LN(h_L[CLS]) + b. Apply the "
-                "same LayerNorm and head to the CLS token after every earlier block, as if the network stopped there.")
-    with gr.Row():
-        lens_btn = gr.Button("🔭 Read the CLS token after every block", variant="primary", scale=0, min_width=280)
-        lens_note = gr.Markdown()
-    lens_plot = gr.Plot(label="Logit lens (blocks × classes)", elem_id="vit-lens")
+def _unless_cleared(fn: Callable, outputs: int) -> Callable:
+    """`fn` for an image's change event: a cleared image (None) leaves the outputs as they are instead of raising."""
+    @functools.wraps(fn)
+    def run(image, *args):
+        if image is None:
+            return gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
+        return fn(image, *args)
 
-    def sync_controls(choice):
-        """Fit the layer/head/class controls to the model in use."""
-        bundle, _ = _bundle(choice)
-        cfg = bundle.model.config
-        last = cfg.num_hidden_layers - 1
-        heads = ["mean"] + [str(h) for h in range(cfg.num_attention_heads)]
-        return (gr.Slider(maximum=last, value=min(last, 0)), gr.Dropdown(choices=heads, value="mean"),
-                gr.Slider(maximum=last, value=0),
-                gr.Dropdown(choices=[PREDICTED, *V.class_names(bundle.model)], value=PREDICTED))
+    return run
 
-    ui = common.show_errors
-    scene_btn.click(ui(new_scene), [seed], [image, truth], api_name="vit_scene")
-    image.upload(lambda: "", None, truth, api_visibility="private")  # an uploaded image has no Shapes ground truth
-    patch_btn.click(ui(patches), [image, patch_size, input_size, tier], [grid_img, readout, seq_img],
-                    api_name="vit_patches")
-    trace_btn.click(ui(trace), [image, tier], [trace_table, chain], api_name="vit_trace")
-    attn_btn.click(ui(attention), [image, layer, head, discard, tier], [attn_img, roll_img, distance, top5, attn_note],
-                   api_name="vit_attention")
-    sketch.change(ui(drawing), [sketch, tier], [draw_plot, draw_note], api_name="vit_draw", trigger_mode="always_last")
-    draw_use.click(ui(use_drawing), [sketch], [image, truth], api_name="vit_use_drawing")
-    pos_btn.click(ui(positions), [tier], [pos_img, pos_note], api_name="vit_positions")
-    gr.on(None, ui(positions), [tier], [pos_img, pos_note], api_visibility="private").then(  # on load, tier change
-        ui(position_map), [patch_index, tier], [pos_map], api_visibility="private")
-    patch_index.submit(ui(position_map), [patch_index, tier], [pos_map], api_name="vit_position_map")
-    pos_img.select(ui(patch_from_click), [tier], [patch_index, pos_map], api_visibility="private")
-    gr.on(None, ui(sinusoid), [d_model, n_pos], [pe_plot], api_name="vit_sinusoid")  # on load and on change
-    rel_btn.click(ui(relevance), [image, rel_class, fusion, discard, tier], [raw_img, fused_img, rel_img, rel_note],
-                  api_name="vit_relevance")
-    ln_btn.click(ui(layernorm), [image, ln_layer, tier], [ln_plot], api_name="vit_layernorm")
-    lens_btn.click(ui(logit_lens), [image, tier], [lens_plot, lens_note], api_name="vit_logit_lens")
-    gr.on(None, ui(sync_controls), [tier], [layer, head, ln_layer, rel_class],
-          api_visibility="private")  # on load + change
+
+def _views(ui: SimpleNamespace) -> list[tuple[Callable, list, list, str]]:
+    """Every view that follows the image or the tier: (handler, inputs, outputs, api_name)."""
+    return [
+        (patches, [ui.image, ui.patch_size, ui.input_size, ui.tier], [ui.grid_img, ui.readout, ui.seq_img],
+         "vit_patches"),
+        (projection, [ui.tier], [ui.filters_img, ui.projection_note], "vit_projection"),
+        (positions, [ui.tier], [ui.pos_img, ui.pos_note], "vit_positions"),
+        (position_map, [ui.patch_index, ui.tier], [ui.pos_map], "vit_position_map"),
+        (layernorm, [ui.image, ui.ln_layer, ui.tier], [ui.ln_plot], "vit_layernorm"),
+        (attention, [ui.image, ui.layer, ui.head, ui.discard, ui.tier],
+         [ui.attn_img, ui.roll_img, ui.distance, ui.top5, ui.attn_note], "vit_attention"),
+        (trace, [ui.image, ui.tier], [ui.trace_table, ui.chain], "vit_trace"),
+        (logit_lens, [ui.image, ui.tier], [ui.lens_plot, ui.lens_note], "vit_logit_lens"),
+        (relevance, [ui.image, ui.rel_class, ui.fusion, ui.discard, ui.tier],
+         [ui.raw_img, ui.fused_img, ui.rel_img, ui.rel_note], "vit_relevance"),
+    ]
+
+
+def _wire_views(ui: SimpleNamespace) -> None:
+    """On load and on a new tier: fit the controls, then redraw every view; on a new image: redraw the views that
+    read it. Each view's controls redraw it live (`.input`, so keyboard moves and typed values count too)."""
+    show = common.show_errors
+    synced = gr.on(None, show(sync_controls, on_device=False), [ui.tier],  # on load and on a tier change; it only
+                   # waits for a model to load, so it holds no place in the device's queue
+                   [ui.numbers, ui.layer, ui.head, ui.ln_layer, ui.rel_class, ui.patch_index],
+                   api_visibility="private")
+    controls = {  # api_name -> the triggers that redraw that view, besides a new image or tier
+        "vit_patches": [ui.patch_btn.click, ui.input_size.input],
+        "vit_position_map": [ui.patch_index.input, ui.patch_index.submit],
+        "vit_layernorm": [ui.ln_layer.input],
+        "vit_attention": [ui.attn_btn.click, ui.layer.input, ui.head.input, ui.discard.input],
+        "vit_logit_lens": [ui.lens_btn.click],
+        "vit_relevance": [ui.rel_btn.click, ui.rel_class.input, ui.fusion.input, ui.discard.input],
+    }
+    for fn, inputs, outputs, api_name in _views(ui):
+        triggers = controls.get(api_name)
+        if triggers:
+            gr.on(triggers, show(fn), inputs, outputs, api_name=api_name, **LIVE)
+        synced.then(show(fn), inputs, outputs, **({"api_visibility": "private"} if triggers else
+                                                  {"api_name": api_name}))
+        if ui.image in inputs:
+            ui.image.change(show(_unless_cleared(fn, len(outputs))), inputs, outputs, api_visibility="private",
+                            **LIVE)
+    views = {api_name: (fn, inputs, outputs) for fn, inputs, outputs, api_name in _views(ui)}
+    fn, inputs, outputs = views["vit_patches"]  # a new P first moves the input size to one that P divides
+    ui.patch_size.input(fit_input_size, [ui.patch_size, ui.input_size], [ui.input_size], queue=False,
+                        api_visibility="private").then(show(fn), inputs, outputs, api_visibility="private")
+
+
+def _wire_inputs(ui: SimpleNamespace) -> None:
+    """Scenes, uploads, clicks on the position mosaic, the sinusoid's sliders, and the drawing pad."""
+    show = common.show_errors
+    gr.on([ui.scene_btn.click, ui.seed.submit], show(new_scene), [ui.seed], [ui.image, ui.truth],
+          api_name="vit_scene")
+    ui.image.upload(lambda: "", None, ui.truth, api_visibility="private")  # an upload has no Shapes ground truth
+    ui.pos_img.select(show(patch_from_click), [ui.tier], [ui.patch_index, ui.pos_map], api_visibility="private")
+    gr.on([ui.d_model.input, ui.n_pos.input], show(sinusoid), [ui.d_model, ui.n_pos], [ui.pe_plot],
+          api_name="vit_sinusoid", **LIVE)
+    ui.sketch.change(show(drawing), [ui.sketch, ui.tier], [ui.draw_plot, ui.draw_note], api_name="vit_draw", **LIVE)
+    ui.draw_use.click(show(use_drawing), [ui.sketch], [ui.image, ui.truth], api_name="vit_use_drawing")
+
+
+def build() -> None:
+    """Lay out the ViT tab inside the current Blocks context: the inputs, the lecture's seven steps, then what goes
+    beyond it, and wire every control live."""
+    ui = SimpleNamespace()
+    for section in (_inputs, _step_patches, _step_projection, _step_positions, _step_layernorm, _step_attention,
+                    _step_mlp, _step_head, _relevance_section, _drawing_section):
+        section(ui)
+    _wire_views(ui)
+    _wire_inputs(ui)

@@ -1,7 +1,9 @@
 """ViT: the maths the ViT tab teaches, on top of `transformers`' ViTForImageClassification.
 
 Both tiers use the same class: the bundled `vit-shapes` (BUNDLED_CONFIG, trained by `python -m mmcore.train vit`)
-and `google/vit-base-patch16-224`. Attention weights come from eager attention (SDPA returns none).
+and `google/vit-base-patch16-224`. Attention weights come from eager attention (SDPA returns none). Sections follow
+the lecture: patches, the linear projection, positions (z = x + p), attention, the blocks' shapes and LayerNorm, the
+prediction, then the lenses that look inside (rollout, relevance, the logit lens).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,10 +42,66 @@ BUNDLED_CONFIG = dict(
     label2id={"circle": 0, "square": 1, "triangle": 2, "diamond": 3, "star": 4, "hexagon": 5},
 )
 
+# The lecture's model, ViT-B/16 (Dosovitskiy et al., 2021): the numbers the slides use, shown beside the model in use.
+LECTURE_CONFIG = dict(image_size=224, patch_size=16, num_channels=3, hidden_size=768, num_hidden_layers=12,
+                      num_attention_heads=12, intermediate_size=3072, num_labels=1000)
+
 PATCH_SIZES = (8, 14, 16, 32)  # the patch sizes the tab offers (ViT-B/8, /14, /16, /32)
-HEAD_FUSIONS = ("mean", "max", "min")  # how attention_rollout merges the heads of one layer
+INPUT_SIZES = (32, 64, 112, 128, 224, 256, 384, 448)  # the input sizes the tab offers, where P divides them
+HEAD_FUSIONS = {  # how attention_rollout merges the heads of one layer: (H, T, T) -> (T, T)
+    "mean": lambda heads: heads.mean(dim=0),
+    "max": lambda heads: heads.amax(dim=0),
+    "min": lambda heads: heads.amin(dim=0),
+}
 DISPLAY_MIN_SIDE = 448  # patch_grid upscales to at least this many pixels so that the indices are legible
-MAX_LABELLED_GRID = 20  # patch_grid writes indices only up to a 20 x 20 grid; finer grids get lines only
+MIN_LABELLED_CELL = 40  # patch_grid labels every cell this wide (display px); smaller cells: the first row and column
+SEQUENCE_TILE = 48  # patch_sequence upscales each patch to about this many pixels
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Every size the lecture walks through, for one ViT configuration (square input, CLS token, 4D MLP or not)."""
+
+    image_size: int  # H = W, pixels
+    patch_size: int  # P
+    channels: int  # C
+    width: int  # D
+    layers: int  # L
+    heads: int  # h
+    mlp: int  # the MLP's hidden width (4D in ViT-B)
+    classes: int
+
+    @property
+    def grid(self) -> int:
+        return grid_size(self.image_size, self.patch_size)
+
+    @property
+    def patches(self) -> int:
+        return self.grid ** 2  # N
+
+    @property
+    def tokens(self) -> int:
+        return self.patches + 1  # T = N + CLS
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size ** 2 * self.channels  # P^2 C, one flattened patch
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads  # d_k
+
+
+def dims(config) -> Dims:
+    """The Dims of a transformers ViTConfig (or of a dict with the same keys, such as LECTURE_CONFIG)."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    return Dims(image_size=int(get("image_size")), patch_size=int(get("patch_size")),
+                channels=int(get("num_channels")), width=int(get("hidden_size")),
+                layers=int(get("num_hidden_layers")), heads=int(get("num_attention_heads")),
+                mlp=int(get("intermediate_size")), classes=int(get("num_labels")))
+
+
+LECTURE = dims(LECTURE_CONFIG)
 
 
 # --- 1. Patches: an image of H x W pixels becomes N = HW / P^2 tokens ----------------------------------------------
@@ -68,7 +127,18 @@ def num_patches(input_size: int, patch_size: int) -> int:
     return grid_size(input_size, patch_size) ** 2
 
 
-def _square(image: Image.Image, input_size: int) -> Image.Image:
+def input_sizes(patch_size: int) -> list[int]:
+    """The sizes of INPUT_SIZES that patch_size divides: the inputs a ViT with P = patch_size can be cut into."""
+    return [size for size in INPUT_SIZES if size % patch_size == 0]
+
+
+def nearest_input_size(input_size: int, patch_size: int) -> int:
+    """The size of input_sizes(patch_size) closest to input_size (the larger one on a tie): where the tab moves the
+    input size when a new patch size does not divide it."""
+    return min(input_sizes(patch_size), key=lambda size: (abs(size - input_size), -size))
+
+
+def square(image: Image.Image, input_size: int) -> Image.Image:
     """The image as the model sees it: RGB, resized (bicubic, aspect ratio not kept) to input_size x input_size."""
     return image.convert("RGB").resize((input_size, input_size), Image.Resampling.BICUBIC)
 
@@ -80,20 +150,32 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+def _display_scale(input_size: int) -> int:
+    """The whole factor patch_grid upscales an input_size image by, to at least DISPLAY_MIN_SIDE pixels."""
+    return max(1, math.ceil(DISPLAY_MIN_SIDE / input_size))
+
+
+def labels_every_patch(input_size: int, patch_size: int) -> bool:
+    """Whether patch_grid writes every patch's index (cells at least MIN_LABELLED_CELL display pixels wide), or only
+    those of the first row and the first column, which are enough to read the row-major order without hiding the
+    image."""
+    return patch_size * _display_scale(input_size) >= MIN_LABELLED_CELL
+
+
 def patch_grid(image: Image.Image, patch_size: int, input_size: int = 224) -> Image.Image:
-    """Draw the patch grid the model cuts the image into, with each patch's index.
+    """Draw the patch grid the model cuts the image into, with the patches' indices.
 
     The image is resized to input_size x input_size (what the model sees), then upscaled by a whole factor
     (nearest neighbour, so every model pixel stays visible) to at least DISPLAY_MIN_SIDE pixels. Indices are
-    0-based and row-major, the order of the model's patch tokens (token i + 1 in the sequence, after CLS).
-    Grids finer than MAX_LABELLED_GRID x MAX_LABELLED_GRID get lines only.
+    0-based and row-major, the order of the model's patch tokens (token i + 1 in the sequence, after CLS), and sit
+    in the top-left corner of their cell; see `labels_every_patch` for which are written.
 
     Returns an RGB image of side input_size * ceil(DISPLAY_MIN_SIDE / input_size) (or input_size if larger).
     """
     grid = grid_size(input_size, patch_size)
-    scale = max(1, math.ceil(DISPLAY_MIN_SIDE / input_size))
+    scale = _display_scale(input_size)
     side, cell = input_size * scale, patch_size * scale
-    base = _square(image, input_size).resize((side, side), Image.Resampling.NEAREST).convert("RGBA")
+    base = square(image, input_size).resize((side, side), Image.Resampling.NEAREST).convert("RGBA")
 
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
@@ -103,42 +185,48 @@ def patch_grid(image: Image.Image, patch_size: int, input_size: int = 224) -> Im
         draw.rectangle([xy, 0, xy + line_width - 1, side], fill=(255, 255, 255, 200))
         draw.rectangle([0, xy, side, xy + line_width - 1], fill=(255, 255, 255, 200))
 
-    if grid <= MAX_LABELLED_GRID:
-        font = _font(max(9, min(16, cell // 3)))
-        for index in range(grid * grid):
-            row, col = divmod(index, grid)  # row-major, as flatten(2) orders the conv output
-            x, y = col * cell + line_width + 1, row * cell + line_width + 1
-            left, top, right, bottom = draw.textbbox((x, y), str(index), font=font)
-            draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0, 170))  # legible on any image
-            draw.text((x, y), str(index), font=font, fill=(255, 255, 255, 255))
+    font = _font(max(9, min(14, cell // 4)))
+    every = labels_every_patch(input_size, patch_size)
+    for index in range(grid * grid) if every else sorted({*range(grid), *range(0, grid * grid, grid)}):
+        row, col = divmod(index, grid)  # row-major, as flatten(2) orders the conv output
+        x, y = col * cell + line_width + 1, row * cell + line_width + 1
+        left, top, right, bottom = draw.textbbox((x, y), str(index), font=font)
+        draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0, 150))  # legible on any image
+        draw.text((x, y), str(index), font=font, fill=(255, 255, 255, 255))
     return Image.alpha_composite(base, overlay).convert("RGB")
 
 
 def patch_sequence(image: Image.Image, patch_size: int, input_size: int = 224, count: int = 16,
-                   start: int = 0) -> Image.Image:
-    """`count` consecutive patches in token order from index `start`, left to right, with their indices beneath.
+                   start: int = 0, per_row: int = 8) -> Image.Image:
+    """`count` consecutive patches in token order from index `start`, read like text: left to right in rows of
+    `per_row`, each with its index beneath.
 
     This is the image read as a sentence of patch "words" (Dosovitskiy et al., "An image is worth 16x16 words").
-    Each patch is upscaled (nearest) to a tile of about 48 px. Returns an RGB strip on a white background of
-    width count * tile + (count + 1) * gap and height tile + gap + label band.
+    Each patch is upscaled (nearest) to a tile of about SEQUENCE_TILE px. Returns an RGB picture on a white
+    background, columns * (tile + gap) + gap wide and rows * (tile + label band + gap) + gap high, where
+    columns = min(count, per_row) and rows = ceil(count / per_row).
     """
     n = num_patches(input_size, patch_size)
     if not 1 <= count <= n:
         raise ValueError(f"count must be in [1, {n}] (the number of patches), got {count}")
     if not 0 <= start <= n - count:
         raise ValueError(f"start must be in [0, {n - count}] to show {count} of {n} patches, got {start}")
+    if per_row < 1:
+        raise ValueError(f"per_row must be a positive integer, got {per_row}")
     grid = grid_size(input_size, patch_size)
-    square = _square(image, input_size)
-    tile = patch_size * max(1, math.ceil(48 / patch_size))
+    seen = square(image, input_size)
+    tile = patch_size * max(1, math.ceil(SEQUENCE_TILE / patch_size))
     gap, label_h = 6, 18
-    strip = Image.new("RGB", (count * tile + (count + 1) * gap, gap + tile + label_h), "white")
+    columns, rows = min(count, per_row), math.ceil(count / per_row)
+    strip = Image.new("RGB", (columns * (tile + gap) + gap, rows * (tile + label_h + gap) + gap), "white")
     draw, font = ImageDraw.Draw(strip), _font(12)
     for k, index in enumerate(range(start, start + count)):
-        row, col = divmod(index, grid)
+        row, col = divmod(index, grid)  # where patch `index` lies in the image, row-major
         box = (col * patch_size, row * patch_size, (col + 1) * patch_size, (row + 1) * patch_size)
-        x = gap + k * (tile + gap)
-        strip.paste(square.crop(box).resize((tile, tile), Image.Resampling.NEAREST), (x, gap))
-        draw.text((x + tile / 2, gap + tile + label_h / 2), str(index), font=font, fill=(40, 40, 40), anchor="mm")
+        line, place = divmod(k, per_row)  # where it goes in the text-like layout
+        x, y = gap + place * (tile + gap), gap + line * (tile + label_h + gap)
+        strip.paste(seen.crop(box).resize((tile, tile), Image.Resampling.NEAREST), (x, y))
+        draw.text((x + tile / 2, y + tile + label_h / 2), str(index), font=font, fill=(40, 40, 40), anchor="mm")
     return strip
 
 
@@ -164,6 +252,12 @@ def sinusoidal_encoding(num_positions: int, d_model: int) -> np.ndarray:
     return pe
 
 
+def patch_position_embeddings(model: ViTForImageClassification) -> torch.Tensor:
+    """p_i for every patch i: the rows of `embeddings.position_embeddings` after the CLS row, float32 on the CPU,
+    (N, D)."""
+    return model.vit.embeddings.position_embeddings[0, 1:].detach().float().cpu()
+
+
 def position_similarity(pos_embed: torch.Tensor) -> torch.Tensor:
     """Cosine similarity between the learned position embeddings of every pair of patches.
 
@@ -177,6 +271,51 @@ def position_similarity(pos_embed: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"pos_embed must have shape (N, D), got {tuple(pos_embed.shape)}")
     unit = F.normalize(pos_embed.detach().float(), dim=-1)  # (N, D), each row of length 1
     return unit @ unit.T  # (N, N)
+
+
+def similarity_by_relation(similarity: torch.Tensor, grid: int) -> dict[str, float]:
+    """What a position-similarity matrix shows, in three numbers: the mean cosine similarity of pairs of patches
+    that are neighbours (share an edge), that lie further apart in the same row or column, and of all other pairs.
+
+    similarity: (N, N) with N = grid^2, row-major (as `position_similarity` returns). A model that learned the 2-D
+    layout gives neighbours > same row or column > elsewhere. Returns {"neighbours", "same row or column",
+    "elsewhere"}; a relation no pair has (a 1 x 1 or 2 x 2 grid) is left out.
+    """
+    n = grid * grid
+    if tuple(similarity.shape) != (n, n):
+        raise ValueError(f"similarity must have shape ({n}, {n}) for grid={grid}, got {tuple(similarity.shape)}")
+    rows, cols = np.divmod(np.arange(n), grid)  # (N,), (N,)
+    d_row, d_col = np.abs(rows[:, None] - rows[None, :]), np.abs(cols[:, None] - cols[None, :])  # (N, N), (N, N)
+    neighbours = d_row + d_col == 1
+    in_line = ((d_row == 0) | (d_col == 0)) & (d_row + d_col > 1)
+    elsewhere = (d_row > 0) & (d_col > 0)
+    values = np.asarray(similarity, dtype=np.float64)
+    return {name: float(values[mask].mean()) for name, mask in
+            (("neighbours", neighbours), ("same row or column", in_line), ("elsewhere", elsewhere)) if mask.any()}
+
+
+def embedding_filters(model: ViTForImageClassification, count: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """The principal components of the patch projection's filters, W_e (ViT paper, figure 7 left).
+
+    W_e is the Conv2d weight, (D, C, P, P): D filters of P^2 C numbers, one per output dimension. The filters are
+    centred and decomposed (SVD); each component is a P x P x C picture of a direction in patch space the projection
+    reads. A component's sign is arbitrary, so each is flipped to make its largest-magnitude entry positive: the
+    pictures do not change from run to run or between equal models. count is capped at min(D, P^2 C).
+    Returns (components, float64 (k, P, P, C); explained-variance ratio of each, float64 (k,)).
+    """
+    if count < 1:
+        raise ValueError(f"count must be a positive integer, got {count}")
+    weight = model.vit.embeddings.patch_embeddings.projection.weight.detach().double().cpu()  # (D, C, P, P)
+    d, c, p, _ = weight.shape
+    filters = weight.permute(0, 2, 3, 1).reshape(d, p * p * c).numpy()  # (D, P^2 C), each row a P x P x C picture
+    centred = filters - filters.mean(axis=0, keepdims=True)
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)  # components: (min(D, P^2 C), P^2 C)
+    k = min(count, len(singular))
+    components = components[:k]  # (k, P^2 C)
+    peak = np.abs(components).argmax(axis=1)  # (k,)
+    components = components * np.sign(components[np.arange(k), peak])[:, None]  # largest entry positive
+    ratio = singular**2 / max(float((singular**2).sum()), np.finfo(float).tiny)
+    return components.reshape(k, p, p, c), ratio[:k]
 
 
 # --- 3. Attention maps ---------------------------------------------------------------------------------------------
@@ -206,9 +345,9 @@ def attention_rollout(
 
     attentions: one map per layer, each (H, T, T) or (1, H, T, T), rows summing to 1 (as `forward` returns them).
     For each layer, in order:
-      1. fuse the heads with `head_fusion` (mean | max | min) -> A, (T, T);
-      2. zero the lowest `discard_ratio` fraction of A's T*T entries (ranked over the flattened map, as in
-         jacobgil/vit-explain), except entries in the CLS row or column, which are never discarded;
+      1. fuse the heads with `head_fusion` (a key of HEAD_FUSIONS: mean | max | min) -> A, (T, T);
+      2. zero the lowest `discard_ratio` fraction of A's T*T entries, ranked over the flattened map, except the
+         CLS->CLS entry, as jacobgil/vit-explain does (when that entry is among the lowest, one entry fewer goes);
       3. add the residual connection, A + I, and re-normalise each row to sum to 1;
       4. rollout = A @ rollout, so the result is A_L ... A_2 A_1.
     Returns float32 (T, T) with rows summing to 1. Row 0 is what the CLS token (and so the head) draws from
@@ -217,7 +356,7 @@ def attention_rollout(
     if not 0.0 <= discard_ratio < 1.0:
         raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
     if head_fusion not in HEAD_FUSIONS:
-        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+        raise ValueError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
     if len(attentions) == 0:
         raise ValueError("attentions is empty: load the model with attn_implementation='eager'")
     maps = [_layer_map(a) for a in attentions]
@@ -225,28 +364,18 @@ def attention_rollout(
     if any(m.shape[-1] != tokens for m in maps):
         raise ValueError(f"every layer must have the same number of tokens, got {[m.shape[-1] for m in maps]}")
 
-    device = maps[0].device  # work where the attentions are (CPU or CUDA)
-    eye = torch.eye(tokens, dtype=torch.float64, device=device)  # (T, T)
-    protected = torch.zeros(tokens, tokens, dtype=torch.bool, device=device)
-    protected[0, :] = protected[:, 0] = True  # the CLS row and column
-    protected = protected.flatten()  # (T*T,)
+    fuse = HEAD_FUSIONS[head_fusion]
+    eye = torch.eye(tokens, dtype=torch.float64, device=maps[0].device)  # (T, T), where the attentions are
     rollout = eye.clone()  # (T, T)
     for heads in maps:
-        heads = heads.double()  # (H, T, T)
         # 1. fuse heads
-        if head_fusion == "mean":
-            fused = heads.mean(dim=0)  # (T, T)
-        elif head_fusion == "max":
-            fused = heads.amax(dim=0)  # (T, T)
-        else:
-            fused = heads.amin(dim=0)  # (T, T)
-        # 2. discard the weakest entries
+        fused = fuse(heads.double())  # (T, T)
+        # 2. discard the weakest entries; flat index 0 is CLS->CLS
         k = int(fused.numel() * discard_ratio)
         if k > 0:
             flat = fused.flatten().clone()  # (T*T,)
             lowest = flat.topk(k, largest=False).indices  # (k,)
-            lowest = lowest[~protected[lowest]]
-            flat[lowest] = 0.0
+            flat[lowest[lowest != 0]] = 0.0
             fused = flat.view(tokens, tokens)  # (T, T)
         # 3. residual connection, then rows back to probabilities
         a = fused + eye  # (T, T)
@@ -316,38 +445,55 @@ def cls_attention(attentions: Sequence[torch.Tensor], layer: int, head: int | No
     return fused[0, 1:].reshape(grid, grid)  # (grid, grid)
 
 
+def _patch_distances(grid: int, patch_size: int) -> np.ndarray:
+    """(N, N) distances in pixels between the centres of every pair of patches of a grid x grid image, row-major."""
+    rows, cols = np.divmod(np.arange(grid * grid), grid)  # (N,), (N,): row-major patch coordinates
+    coords = np.stack([rows, cols], axis=1).astype(np.float64)  # (N, 2)
+    return patch_size * np.linalg.norm(coords[:, None, :] - coords[None, :, :], axis=-1)  # (N, N)
+
+
 def mean_attention_distance(attentions: Sequence[torch.Tensor], patch_size: int) -> np.ndarray:
     """Mean attention distance per layer and head, in pixels (ViT paper, Figure 7 right).
 
     For a query patch q and key patch k, distance(q, k) = patch_size * ||(row_q, col_q) - (row_k, col_k)||.
     Only patch queries and patch keys count (CLS is left out); each query's weights are re-normalised over the
     patch keys. The value for a head is the mean over queries of sum_k weight(q, k) * distance(q, k): small means
-    local attention (like a convolution), large means global. Returns float64 (L, H).
+    local attention (like a convolution), large means global (see `uniform_attention_distance`). A query that puts
+    no weight on any patch (all on CLS) has no distance and is left out of the mean; a head with no such query at
+    all gets 0. Returns float64 (L, H), never NaN.
     """
     if patch_size < 1:
         raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
     if len(attentions) == 0:
         raise ValueError("attentions is empty: load the model with attn_implementation='eager'")
     maps = [_layer_map(a) for a in attentions]
-    grid = _grid_of_tokens(maps[0].shape[-1])
-    rows, cols = np.divmod(np.arange(grid * grid), grid)  # (N,), (N,): row-major patch coordinates
-    coords = np.stack([rows, cols], axis=1).astype(np.float64)  # (N, 2)
-    distance = patch_size * np.linalg.norm(coords[:, None, :] - coords[None, :, :], axis=-1)  # (N, N) pixels
+    distance = _patch_distances(_grid_of_tokens(maps[0].shape[-1]), patch_size)  # (N, N) pixels
     result = np.empty((len(maps), maps[0].shape[0]), dtype=np.float64)  # (L, H)
     for layer, heads in enumerate(maps):
         patches = heads[:, 1:, 1:].double().cpu().numpy()  # (H, N, N): patch queries x patch keys
-        weights = patches / patches.sum(axis=-1, keepdims=True)  # (H, N, N), rows sum to 1 again
-        result[layer] = (weights * distance).sum(axis=-1).mean(axis=-1)  # (H,)
+        mass = patches.sum(axis=-1)  # (H, N): how much each query puts on patches at all
+        looks = mass > 0  # (H, N)
+        per_query = (patches * distance).sum(axis=-1) / np.where(looks, mass, 1.0)  # (H, N): re-normalised
+        counted = looks.sum(axis=-1)  # (H,)
+        result[layer] = (per_query * looks).sum(axis=-1) / np.maximum(counted, 1)  # (H,)
     return result
+
+
+def uniform_attention_distance(grid: int, patch_size: int) -> float:
+    """The mean attention distance of a head that attends to every patch equally, in pixels: the reference for a
+    global head, one that does not care where a patch is (the mean distance between two patches of a grid x grid
+    image, each patch paired with itself included). A local head sits near patch_size, its neighbours' distance."""
+    if grid < 1:
+        raise ValueError(f"grid must be a positive integer, got {grid}")
+    return float(_patch_distances(grid, patch_size).mean())
 
 
 # --- 4. The real model: shapes through the network, LayerNorm, prediction ----------------------------------------
 
 
 def _encoder_layers(model: ViTForImageClassification) -> Sequence[torch.nn.Module]:
-    """The transformer blocks: `vit.layers` in transformers 5, `vit.encoder.layer` before."""
-    layers = getattr(model.vit, "layers", None)
-    return layers if layers is not None else model.vit.encoder.layer
+    """The transformer blocks (`vit.layers`, as transformers 5 names them)."""
+    return model.vit.layers
 
 
 def _first(output: object) -> torch.Tensor:
@@ -355,41 +501,53 @@ def _first(output: object) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+# Inside block 0, the tracer records these modules (a label, the module's path in the block, and whether it reads
+# the module's input (True) or its output); the head split and the 4D width are what the lecture asks to see.
+BLOCK_PARTS = (
+    ("LayerNorm", "layernorm_before", False),
+    ("Q = LN(z) W_Q", "attention.q_proj", False),
+    ("K = LN(z) W_K", "attention.k_proj", False),
+    ("V = LN(z) W_V", "attention.v_proj", False),
+    ("softmax(QKᵀ/√d_k) V, heads joined", "attention.o_proj", True),
+    ("attention out (W_O)", "attention.o_proj", False),
+    ("MLP fc1 (D → 4D)", "mlp.fc1", False),
+    ("MLP fc2 (4D → D)", "mlp.fc2", False),
+)
+
+
 def trace_shapes(model: ViTForImageClassification, pixel_values: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
     """The tensor shapes at each step of one real forward pass, recorded by hooks on the model's modules.
 
-    pixel_values: (B, 3, H, W). Returns, in execution order, for ViT-B/16 at 224 px and B = 1:
+    pixel_values: (B, 3, H, W). Returns (label, shape) in execution order; for ViT-B/16 at 224 px and B = 1:
       input (1, 3, 224, 224) -> conv (patch projection) (1, 768, 14, 14) -> flatten + transpose (1, 196, 768)
-      -> + CLS, + position embeddings (1, 197, 768) -> encoder block 0..L-1 (1, 197, 768) -> LayerNorm
-      (1, 197, 768) -> CLS token (1, 768) -> head (logits) (1, 1000).
+      -> + CLS, + position embeddings (1, 197, 768)
+      -> inside block 0 (labels "block 0 · ...", see BLOCK_PARTS): LayerNorm, Q, K and V (1, 197, 768) each,
+         split into 12 heads of 64 inside the attention, the heads' outputs joined (1, 197, 768), W_O (1, 197, 768),
+         the MLP's fc1 (1, 197, 3072) = 4D and fc2 (1, 197, 768)
+      -> encoder block 0..L-1 (1, 197, 768) -> LayerNorm (1, 197, 768) -> CLS token (1, 768) -> head (logits)
+      (1, 1000).
     CLS is concatenated and the position embeddings added inside one module (ViTEmbeddings), so one hook sees
     both. Hooks are always removed, even if the forward pass fails.
     """
     shapes: list[tuple[str, tuple[int, ...]]] = []
 
-    def record_input(label: str):
-        def hook(module, args):
-            shapes.append((label, tuple(args[0].shape)))
-        return hook
+    def record(module: torch.nn.Module, label: str, reads_input: bool = False):
+        if reads_input:
+            return module.register_forward_pre_hook(lambda m, args: shapes.append((label, tuple(args[0].shape))))
+        return module.register_forward_hook(lambda m, args, out: shapes.append((label, tuple(_first(out).shape))))
 
-    def record_output(label: str):
-        def hook(module, args, output):
-            shapes.append((label, tuple(_first(output).shape)))
-        return hook
-
-    embeddings = model.vit.embeddings
-    handles = [
-        embeddings.patch_embeddings.projection.register_forward_pre_hook(record_input("input")),
-        embeddings.patch_embeddings.projection.register_forward_hook(record_output("conv (patch projection)")),
-        embeddings.patch_embeddings.register_forward_hook(record_output("flatten + transpose")),
-        embeddings.register_forward_hook(record_output("+ CLS, + position embeddings")),
-    ]
+    embeddings, blocks = model.vit.embeddings, _encoder_layers(model)
+    handles = []
     try:
-        for i, block in enumerate(_encoder_layers(model)):
-            handles.append(block.register_forward_hook(record_output(f"encoder block {i}")))
-        handles.append(model.vit.layernorm.register_forward_hook(record_output("LayerNorm")))
-        handles.append(model.classifier.register_forward_pre_hook(record_input("CLS token")))
-        handles.append(model.classifier.register_forward_hook(record_output("head (logits)")))
+        handles += [record(embeddings.patch_embeddings.projection, "input", reads_input=True),
+                    record(embeddings.patch_embeddings.projection, "conv (patch projection)"),
+                    record(embeddings.patch_embeddings, "flatten + transpose"),
+                    record(embeddings, "+ CLS, + position embeddings")]
+        handles += [record(attrgetter(path)(blocks[0]), f"block 0 · {label}", reads_input)
+                    for label, path, reads_input in BLOCK_PARTS]
+        handles += [record(block, f"encoder block {i}") for i, block in enumerate(blocks)]
+        handles += [record(model.vit.layernorm, "LayerNorm"), record(model.classifier, "CLS token", reads_input=True),
+                    record(model.classifier, "head (logits)")]
         with torch.inference_mode():
             model(pixel_values=pixel_values)
     finally:
@@ -459,22 +617,27 @@ def forward(model: ViTForImageClassification,
     return outputs.logits, tuple(outputs.attentions)
 
 
-def predict(model: ViTForImageClassification, pixel_values: torch.Tensor, top_k: int = 5) -> list[tuple[str, float]]:
-    """The top_k classes for one image: [(label, probability), ...], most probable first.
+def top_classes(model: ViTForImageClassification, logits: torch.Tensor, top_k: int = 5) -> list[tuple[str, float]]:
+    """The top_k classes of one image's logits (num_labels,): [(label, probability), ...], most probable first.
 
-    pixel_values: (1, 3, H, W). Probabilities are softmax(logits) over all classes; labels come from
-    model.config.id2label. top_k is capped at the number of classes.
+    Probabilities are softmax(logits) over all classes; labels come from model.config.id2label. top_k is capped at
+    the number of classes.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    probs = logits.detach().float().softmax(dim=-1)  # (num_labels,)
+    values, indices = probs.topk(min(top_k, probs.numel()))  # (k,), (k,)
+    names = class_names(model)
+    return [(names[int(i)], float(v)) for v, i in zip(values, indices)]
+
+
+def predict(model: ViTForImageClassification, pixel_values: torch.Tensor, top_k: int = 5) -> list[tuple[str, float]]:
+    """One forward pass and the top_k classes for one image (see `top_classes`). pixel_values: (1, 3, H, W)."""
     if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
         raise ValueError(f"pixel_values must have shape (1, 3, H, W), got {tuple(pixel_values.shape)}")
     with torch.inference_mode():
         logits = model(pixel_values=pixel_values).logits[0]  # (num_labels,)
-    probs = logits.float().softmax(dim=-1)  # (num_labels,)
-    values, indices = probs.topk(min(top_k, probs.numel()))  # (k,), (k,)
-    names = class_names(model)
-    return [(names[int(i)], float(v)) for v, i in zip(values, indices)]
+    return top_classes(model, logits, top_k)
 
 
 def class_names(model: ViTForImageClassification) -> list[str]:

@@ -1,5 +1,8 @@
 """ViT tab handlers, called as plain functions on a tiny model standing in for the pretrained tier."""
 
+from types import SimpleNamespace
+
+import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -29,6 +32,40 @@ def test_patches_readout(scene, patch_size, input_size, n):
     assert grid.size[0] >= 448 and sequence.size[1] > 40
 
 
+def test_every_offered_pair_cuts(scene):
+    """Whatever P and input size the tab offers, the cut works: no pair fails after the click."""
+    for p in tab.V.PATCH_SIZES:
+        for size in tab.V.input_sizes(p):
+            grid, readout, _ = tab.patches(scene, p, size, TIER)
+            assert f"**{(size // p) ** 2} patches**" in readout
+
+
+@pytest.mark.parametrize("patch_size, input_size, kept", [(14, 224, 224), (14, 64, 112), (32, 112, 128),
+                                                          (8, 384, 384)])
+def test_a_new_patch_size_offers_only_sizes_it_divides(patch_size, input_size, kept):
+    dropdown = tab.fit_input_size(patch_size, input_size)
+    assert dropdown.value == kept
+    assert all(size % patch_size == 0 for _, size in dropdown.choices)
+
+
+def test_patches_readout_keeps_the_grid_and_the_model_apart(scene):
+    _, readout, _ = tab.patches(scene, 16, 224, TIER)
+    chosen, model = readout.split("**Model in use**")
+    assert "16²·3 = **768**" in chosen and "32" not in chosen.split("grid)")[1].split("token")[0]
+    assert "trained at 32 px with P = 8" in model and "4 × 4 = 16 patches" in model
+
+
+def test_numbers_put_the_lecture_beside_the_model(tiny_pretrained):
+    table = tab.numbers(TIER)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]] for line in table.splitlines()
+            if line.startswith("| ") and line.count("|") == 4}
+    assert rows["input H × W"] == ["224 × 224 px", "32 × 32 px"]
+    assert rows["grid, N = HW / P²"] == ["14 × 14 = 196", "4 × 4 = 16"]
+    assert rows["width D"] == ["768", "32"]
+    assert rows["tokens T = N + CLS, sequence"] == ["1 × 197 × 768", "1 × 17 × 32"]
+    assert rows["MLP D → 4D → D"] == ["768 → 3072 → 768", "32 → 64 → 32"]
+
+
 @pytest.mark.parametrize("patch_size, input_size, match", [
     (16, 100, "multiple of patch_size"), (15, 224, "patch_size must be one of"), (16, 9999, "input size must be in"),
     (16, float("nan"), "input size must be a whole number")])
@@ -52,16 +89,27 @@ def test_trace_comes_from_the_real_forward_pass(scene):
     rows, chain = tab.trace(scene, TIER)
     assert rows[0] == ["input", "1 × 3 × 32 × 32"]
     assert ["conv (patch projection)", "1 × 32 × 4 × 4"] in rows
+    assert ["block 0 · Q = LN(z) W_Q", "1 × 17 × 32"] in rows and ["block 0 · MLP fc1 (D → 4D)", "1 × 17 × 64"] in rows
     assert rows[-1] == ["head (logits)", "1 × 5"]
-    assert "→" in chain
+    assert chain.count("→") == len(rows) - 9  # the outer stages only: block 0's 8 inner rows are in the table
+
+
+def test_projection_shows_the_models_filters_and_both_shapes(tiny_pretrained):
+    picture, note = tab.projection(TIER)
+    assert picture.mode == "RGB" and picture.size[0] > 200
+    assert "768 × 768" in note and "32 × 192" in note and "1 × 16 × 32" in note
 
 
 def test_attention_outputs(scene):
     one, roll, distance, top5, note = tab.attention(scene, 1, "2", 0.5, TIER)
     assert one.size == roll.size == (448, 448)
     assert isinstance(distance, go.Figure) and isinstance(top5, go.Figure)
-    assert len(top5.data[0].x) == 5 and abs(sum(top5.data[0].x) - 1) < 1  # probabilities of 5 of 5 classes
-    assert "Layer 1, head 2" in note
+    assert len(top5.data[0].x) == 5 and sum(top5.data[0].x) == pytest.approx(1.0, abs=1e-5)  # all 5 classes
+    assert "Layer 1, head 2" in note and "What to notice" in note
+    assert "1 × 197 × 768 → 12 heads of 1 × 197 × 64" in note and "1 × 17 × 32 → 4 heads of 1 × 17 × 8" in note
+    lines = [t for t in distance.data if t.mode == "lines"]
+    assert [t.y[0] for t in lines] == pytest.approx([tab.V.uniform_attention_distance(4, 8), 8])
+    assert "uniform attention" in lines[0].name and "local" in lines[1].name
     with pytest.raises(ValueError, match="layer must be in"):
         tab.attention(scene, 7, "mean", 0.0, TIER)
     with pytest.raises(ValueError, match="head must be in"):
@@ -70,14 +118,36 @@ def test_attention_outputs(scene):
         tab.attention(scene, 0, "mean", 1.0, TIER)
 
 
+def test_attention_runs_the_model_once(scene, monkeypatch):
+    calls = []
+    forward = tab.V.forward
+    monkeypatch.setattr(tab.V, "forward", lambda *a: calls.append(1) or forward(*a))
+    monkeypatch.setattr(tab.V, "predict", lambda *a, **k: pytest.fail("a second forward pass"))
+    tab.attention(scene, 0, "mean", 0.0, TIER)
+    assert len(calls) == 1
+
+
 def test_positions_and_clicked_patch(tiny_pretrained):
     mosaic, note = tab.positions(TIER)
     assert mosaic.size[0] > 100 and "4 × 4 patches" in note
+    rel = tab.V.similarity_by_relation(tab.V.position_similarity(
+        tab.V.patch_position_embeddings(tab._bundle(TIER).model)), 4)
+    assert f"neighbours {rel['neighbours']:.2f}" in note, "the text reports what the picture shows"
     fig = tab.position_map(5, TIER)
     z = np.asarray(fig.data[0].z)
     assert z.shape == (4, 4) and z[1, 1] == pytest.approx(1.0, abs=1e-5)  # patch 5 = row 1, col 1
     with pytest.raises(ValueError, match="patch index must be in"):
         tab.position_map(16, TIER)
+
+
+@pytest.mark.parametrize("row, col", [(0, 2), (2, 0), (3, 1), (1, 3)])
+def test_a_click_on_the_mosaic_picks_that_tile(tiny_pretrained, row, col):
+    """The mosaic of a 4 x 4 grid: 4 x 4 tiles of 4 x 4 cells, 1-cell gaps, cells of 440 // 19 = 23 px."""
+    tile = 23 * 5
+    click = SimpleNamespace(index=(col * tile + tile // 3, row * tile + tile // 3))  # (x, y), as Gradio sends it
+    index, fig = tab.patch_from_click(TIER, click)
+    assert index == 4 * row + col
+    assert fig.layout.title.text.startswith(f"Patch {index} (row {row}, column {col})")
 
 
 def test_sinusoid_and_layernorm(scene):
@@ -121,7 +191,7 @@ def test_blank_drawing_asks_for_one_and_bad_drawing_is_refused(tiny_pretrained):
 
 
 def _model_and_pixels(image):
-    bundle, _ = tab._bundle(TIER)
+    bundle = tab._bundle(TIER)
     return bundle.model, bundle.pixel_values(image)
 
 
@@ -142,7 +212,7 @@ def test_relevance_beside_attention_and_rollout(scene):
 
 @pytest.mark.parametrize("class_name, fusion, discard, match", [
     ("zebra", "mean", 0.0, r"class must be 'predicted' or one of the model's 5 labels \('class 0'"),
-    (None, "median", 0.0, "head fusion must be one of mean, max, min"),
+    (None, "median", 0.0, "head_fusion must be one of mean, max, min"),
     (None, "mean", 1.0, "discard ratio must be in"),
 ])
 def test_relevance_bad_input(scene, class_name, fusion, discard, match):
@@ -162,3 +232,34 @@ def test_logit_lens_rows_are_blocks_and_the_last_is_the_prediction(scene, monkey
     assert list(fig.layout.xaxis.ticktext) == [label for label, _ in top[:3]] and "final top 3 of 5 classes" in note
     with pytest.raises(ValueError, match="No image yet"):
         tab.logit_lens(None, TIER)
+
+
+def test_sync_fits_the_controls_to_the_model(tiny_pretrained):
+    table, layer, head, ln_layer, classes, index = tab.sync_controls(TIER)
+    assert "4 × 4 = 16" in table and layer.maximum == ln_layer.maximum == 1
+    assert head.choices == [(c, c) for c in ("mean", "0", "1", "2", "3")]
+    assert [c for c, _ in classes.choices] == [tab.PREDICTED] + [f"class {i}" for i in range(5)]
+    assert index.value == 0 and index.maximum == 15
+
+
+def test_a_cleared_image_leaves_the_views_as_they_are(scene):
+    patches = tab._unless_cleared(tab.patches, 3)
+    assert patches(None, 16, 224, TIER) == (gr.skip(),) * 3
+    assert tab._unless_cleared(tab.layernorm, 1)(None, 0, TIER) == gr.skip()
+    assert patches(scene, 16, 224, TIER)[1].startswith("### N = HW")
+
+
+def test_every_view_with_the_image_is_wired_to_its_changes():
+    """Each view that reads the image redraws on a new one; each control redraws its view live, on `.input`."""
+    with gr.Blocks() as demo:
+        tab.build()
+    listeners = {}
+    for fn in demo.fns.values():
+        for block_id, event in fn.targets:
+            listeners.setdefault(event, set()).add(demo.blocks[block_id].label if block_id in demo.blocks else None)
+    assert "Image" in listeners["change"]
+    assert {"patch size P", "input size (px)", "layer", "head", "rollout discard ratio", "block",
+            "class (relevance)", "head fusion (rollout)", "d (sinusoidal)", "positions"} <= listeners["input"]
+    assert "release" not in listeners
+    live = [fn for fn in demo.fns.values() if any(event == "input" for _, event in fn.targets)]
+    assert all(fn.trigger_mode == "always_last" for fn in live if fn.queue)

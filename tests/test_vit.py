@@ -73,20 +73,83 @@ def test_num_patches_rejects_non_multiples(input_size, patch_size):
         vit.num_patches(input_size, patch_size)
 
 
+def test_offered_input_sizes_are_multiples_of_the_patch_size():
+    offered = [(size, p) for p in vit.PATCH_SIZES for size in vit.input_sizes(p)]
+    assert all(size % p == 0 for size, p in offered) and len(offered) == 26  # of the 32 pairs, 6 cannot be cut
+    assert vit.input_sizes(14) == [112, 224, 448] and 112 not in vit.input_sizes(32)
+    assert vit.nearest_input_size(224, 14) == 224  # kept when P divides it
+    assert vit.nearest_input_size(64, 14) == 112 and vit.nearest_input_size(112, 32) == 128  # the tie: the larger
+
+
+def test_lecture_numbers():
+    lec = vit.LECTURE
+    assert (lec.image_size, lec.patch_size, lec.grid, lec.patches, lec.tokens) == (224, 16, 14, 196, 197)
+    assert (lec.patch_dim, lec.width, lec.heads, lec.head_dim, lec.mlp) == (768, 768, 12, 64, 3072)
+
+
+def test_dims_of_the_model(model):
+    d = vit.dims(model.config)
+    assert (d.grid, d.patches, d.tokens, d.width, d.heads, d.head_dim, d.mlp, d.layers, d.classes) == (
+        4, 16, 17, 32, HEADS, 8, 64, LAYERS, 3)
+
+
 def test_patch_grid_size(image):
     assert vit.patch_grid(image, 16, 224).size == (448, 448)  # 224 upscaled x2
     assert vit.patch_grid(image, 8, 64).size == (448, 448)  # 64 upscaled x7, labelled 8 x 8 grid
-    assert vit.patch_grid(image, 8, 224).size == (448, 448)  # 28 x 28: lines only
+    assert vit.patch_grid(image, 8, 224).size == (448, 448)  # 28 x 28: the first row and column labelled
     assert vit.patch_grid(image, 16, 480).size == (480, 480)
     assert vit.patch_grid(image.convert("L"), 32, 224).mode == "RGB"
 
 
+def _label_widths(picture: Image.Image, cells: list[tuple[int, int]], cell: int) -> list[int]:
+    """The width in pixels of the dark index box in the top-left corner of each (row, col) cell of a grid drawn
+    over a white image."""
+    dark = np.asarray(picture.convert("L")) < 128
+    return [int(dark[row * cell:row * cell + cell // 2, col * cell:(col + 1) * cell].sum(axis=1).max())
+            for row, col in cells]
+
+
+@pytest.mark.parametrize(("input_size", "patch_size"), [(64, 8), (224, 16), (224, 8)])
+def test_patch_grid_labels_follow_token_order(input_size, patch_size):
+    """Row-major indices in the corner cells: a label with more digits draws a wider box (8 x 8: "0", "7", "56",
+    "63"; 14 x 14, first row and column only: "0", "13", "182"). Reversed or transposed labels break the order."""
+    white = Image.new("RGB", (input_size, input_size), "white")
+    grid = input_size // patch_size
+    cells = [(0, 0), (0, grid - 1), (grid - 1, 0)] + [(grid - 1, grid - 1)] * vit.labels_every_patch(input_size,
+                                                                                                      patch_size)
+    widths = _label_widths(vit.patch_grid(white, patch_size, input_size), cells, 448 // grid)
+    digits = [len(str(row * grid + col)) for row, col in cells]
+    assert min(widths) > 0
+    for (w_a, d_a) in zip(widths, digits):
+        for (w_b, d_b) in zip(widths, digits):
+            assert d_a >= d_b or w_a < w_b, (cells, digits, widths)
+
+
+def test_labels_every_patch_only_where_there_is_room():
+    assert vit.labels_every_patch(64, 8) and vit.labels_every_patch(224, 32)
+    assert not vit.labels_every_patch(224, 16) and not vit.labels_every_patch(448, 8)
+
+
 def test_patch_sequence_size(image):
-    strip = vit.patch_sequence(image, 16, 224, count=16)  # 16 px patches -> 48 px tiles, 6 px gaps
-    assert strip.size == (16 * 48 + 17 * 6, 6 + 48 + 18)
-    assert vit.patch_sequence(image, 14, 224, count=4).size == (4 * 56 + 5 * 6, 6 + 56 + 18)
+    strip = vit.patch_sequence(image, 16, 224, count=16)  # 16 px patches -> 48 px tiles, 6 px gaps, 2 rows of 8
+    assert strip.size == (8 * 54 + 6, 2 * (48 + 18 + 6) + 6)
+    assert vit.patch_sequence(image, 14, 224, count=4).size == (4 * 62 + 6, 56 + 18 + 6 + 6)
     with pytest.raises(ValueError, match="count"):
         vit.patch_sequence(image, 32, 64, count=5)  # only 4 patches
+    with pytest.raises(ValueError, match="per_row"):
+        vit.patch_sequence(image, 16, 224, per_row=0)
+
+
+def test_patch_sequence_reads_the_patches_row_by_row():
+    """Each patch of a 4 x 4 grid painted a grey of its own index: the tiles must come in token order."""
+    values = np.arange(16, dtype=np.uint8).reshape(4, 4) * 15  # (row, col) -> grey 15 * index
+    picture = Image.fromarray(np.kron(values, np.ones((8, 8), np.uint8))).convert("RGB")  # 32 x 32, P = 8
+    strip = np.asarray(vit.patch_sequence(picture, 8, 32, count=6, start=5, per_row=4))
+    tile, gap, label_h = 48, 6, 18
+    for k, index in enumerate(range(5, 11)):
+        line, place = divmod(k, 4)
+        y, x = gap + line * (tile + label_h + gap) + tile // 2, gap + place * (tile + gap) + tile // 2
+        assert tuple(strip[y, x]) == (15 * index,) * 3, f"tile {k} should be patch {index}"
 
 
 # --- positions -------------------------------------------------------------------------------------------------
@@ -115,6 +178,45 @@ def test_position_similarity(model):
     torch.testing.assert_close(sim.diagonal(), torch.ones(16))
 
 
+def test_patch_position_embeddings_drop_the_cls_row(model):
+    pos = vit.patch_position_embeddings(model)
+    assert pos.shape == (16, 32)
+    torch.testing.assert_close(pos, model.vit.embeddings.position_embeddings[0, 1:].detach())
+
+
+def test_similarity_by_relation_reads_a_2d_layout():
+    grid = 5
+    rows, cols = np.divmod(np.arange(grid * grid), grid)
+    angles = np.stack([rows, cols], 1)[:, :, None] * np.array([0.6, 1.3])  # (N, 2, 2): two frequencies per axis
+    smooth = torch.tensor(np.concatenate([np.sin(angles), np.cos(angles)], 1).reshape(grid * grid, -1))
+    rel = vit.similarity_by_relation(vit.position_similarity(smooth), grid)
+    assert list(rel) == ["neighbours", "same row or column", "elsewhere"]
+    assert rel["neighbours"] > rel["same row or column"] > rel["elsewhere"]
+    eye = vit.similarity_by_relation(torch.eye(grid * grid), grid)  # unrelated positions: all zero
+    assert eye == {"neighbours": 0.0, "same row or column": 0.0, "elsewhere": 0.0}
+    assert list(vit.similarity_by_relation(torch.eye(4), 2)) == ["neighbours", "elsewhere"]
+    with pytest.raises(ValueError, match="shape"):
+        vit.similarity_by_relation(torch.eye(16), 3)
+
+
+def test_embedding_filters_are_principal_components_with_a_fixed_sign(model):
+    components, ratio = vit.embedding_filters(model, count=28)
+    assert components.shape == (28, 8, 8, 3) and ratio.shape == (28,)
+    assert np.all(np.diff(ratio) <= 1e-12) and 0 < ratio.sum() <= 1
+    flat = components.reshape(28, -1)
+    np.testing.assert_allclose(flat @ flat.T, np.eye(28), atol=1e-8)  # orthonormal directions
+    peaks = flat[np.arange(28), np.abs(flat).argmax(1)]
+    assert (peaks > 0).all(), "every component's largest entry is positive, so its picture never flips"
+    # the projection's first principal direction, by brute force: the centred filters' top right-singular vector
+    weight = model.vit.embeddings.patch_embeddings.projection.weight.detach().double()
+    filters = weight.permute(0, 2, 3, 1).reshape(32, -1).numpy()
+    top = np.linalg.eigh(np.cov(filters.T))[1][:, -1]
+    np.testing.assert_allclose(np.abs(flat[0]), np.abs(top), atol=1e-6)
+    assert vit.embedding_filters(model, count=10_000)[0].shape[0] == 32  # capped at min(D, P^2 C)
+    with pytest.raises(ValueError, match="count"):
+        vit.embedding_filters(model, count=0)
+
+
 # --- attention -------------------------------------------------------------------------------------------------
 
 
@@ -135,7 +237,7 @@ def test_forward_without_eager_attention_fails_loudly(model, pixels):
 
 
 def _reference_rollout(attentions, discard_ratio, head_fusion):
-    """Rollout with explicit loops: fuse heads, drop the lowest entries (never CLS row/col), + I, normalise."""
+    """Rollout with explicit loops: fuse heads, drop the lowest entries (never CLS->CLS), + I, normalise."""
     t = attentions[0].shape[-1]
     result = np.eye(t)
     for layer in attentions:
@@ -146,8 +248,8 @@ def _reference_rollout(attentions, discard_ratio, head_fusion):
                 fused[i, j] = {"mean": np.mean, "max": np.max, "min": np.min}[head_fusion](heads[:, i, j])
         k = int(t * t * discard_ratio)
         for flat_index in np.argsort(fused.flatten(), kind="stable")[:k]:
-            i, j = divmod(int(flat_index), t)
-            if i != 0 and j != 0:
+            if flat_index != 0:  # jacobgil/vit-explain keeps only CLS->CLS
+                i, j = divmod(int(flat_index), t)
                 fused[i, j] = 0.0
         a = fused + np.eye(t)
         for i in range(t):
@@ -165,6 +267,18 @@ def test_rollout_matches_reference(head_fusion, discard_ratio):
     np.testing.assert_allclose(rollout.numpy(), _reference_rollout(attentions, discard_ratio, head_fusion),
                                atol=1e-6)
     torch.testing.assert_close(rollout.sum(-1), torch.ones(TOKENS), atol=1e-5, rtol=0)
+
+
+def test_rollout_discards_in_the_cls_row_and_column_but_keeps_cls_to_cls():
+    """A map whose weakest entries are CLS->patch and patch->CLS: discarding zeroes them, as the reference does."""
+    t = 5
+    fused = torch.full((t, t), 0.5)
+    fused[0, 1:] = fused[1:, 0] = 0.01  # 8 weak entries in the CLS row and column
+    fused[0, 0] = 0.001  # the weakest of all, and protected
+    fused = fused / fused.sum(-1, keepdim=True)
+    rollout = vit.attention_rollout([fused.expand(1, 1, t, t)], discard_ratio=9 / 25)  # the 9 lowest entries
+    assert rollout[0, 1:].abs().max() == 0 and rollout[1:, 0].abs().max() == 0
+    assert rollout[0, 0] == 1.0
 
 
 def test_rollout_on_model(attentions):
@@ -278,6 +392,31 @@ def test_mean_attention_distance(attentions):
 def test_mean_attention_distance_extremes():
     eye = torch.eye(TOKENS).expand(1, HEADS, TOKENS, TOKENS)  # every patch attends to itself: distance 0
     np.testing.assert_allclose(vit.mean_attention_distance([eye], patch_size=16), 0.0)
+    uniform = torch.full((1, HEADS, TOKENS, TOKENS), 1 / TOKENS)  # everywhere equally: the global reference
+    np.testing.assert_allclose(vit.mean_attention_distance([uniform], patch_size=16),
+                               vit.uniform_attention_distance(4, 16))
+
+
+def test_uniform_attention_distance():
+    assert vit.uniform_attention_distance(1, 16) == 0.0
+    assert vit.uniform_attention_distance(2, 10) == pytest.approx((0 + 10 + 10 + 10 * math.sqrt(2)) / 4)
+    with pytest.raises(ValueError, match="grid"):
+        vit.uniform_attention_distance(0, 16)
+
+
+def test_mean_attention_distance_leaves_out_queries_that_only_look_at_cls():
+    rng = np.random.default_rng(3)
+    a = _random_attention(rng)
+    a[0, 0, 1 + 5] = 0.0
+    a[0, 0, 1 + 5, 0] = 1.0  # head 0: patch 5 looks only at CLS
+    a[0, 1, 1:] = 0.0
+    a[0, 1, 1:, 0] = 1.0  # head 1: every patch looks only at CLS
+    mad = vit.mean_attention_distance([a], patch_size=8)
+    assert np.isfinite(mad).all() and mad[0, 1] == 0.0
+    w = a[0, 0, 1:, 1:].double().numpy()
+    per_query = [sum(w[q, k] / w[q].sum() * 8 * math.dist(divmod(q, 4), divmod(k, 4)) for k in range(16))
+                 for q in range(16) if q != 5]
+    assert mad[0, 0] == pytest.approx(np.mean(per_query))
 
 
 # --- the real model --------------------------------------------------------------------------------------------
@@ -298,6 +437,14 @@ def test_trace_shapes(model, pixels):
         ("conv (patch projection)", (1, 32, 4, 4)),
         ("flatten + transpose", (1, 16, 32)),
         ("+ CLS, + position embeddings", (1, 17, 32)),
+        ("block 0 · LayerNorm", (1, 17, 32)),
+        ("block 0 · Q = LN(z) W_Q", (1, 17, 32)),
+        ("block 0 · K = LN(z) W_K", (1, 17, 32)),
+        ("block 0 · V = LN(z) W_V", (1, 17, 32)),
+        ("block 0 · softmax(QKᵀ/√d_k) V, heads joined", (1, 17, 32)),
+        ("block 0 · attention out (W_O)", (1, 17, 32)),
+        ("block 0 · MLP fc1 (D → 4D)", (1, 17, 64)),  # the tiny model's MLP is 2D wide
+        ("block 0 · MLP fc2 (4D → D)", (1, 17, 32)),
         ("encoder block 0", (1, 17, 32)),
         ("encoder block 1", (1, 17, 32)),
         ("LayerNorm", (1, 17, 32)),
@@ -317,6 +464,16 @@ def test_layernorm_stats(model, pixels):
     assert _our_hooks(model) == []
     with pytest.raises(ValueError, match="layer"):
         vit.layernorm_stats(model, pixels, layer=LAYERS)
+
+
+def test_top_classes_are_the_softmax_of_the_logits(model):
+    logits = torch.tensor([1.0, 3.0, 2.0])
+    top = vit.top_classes(model, logits, top_k=2)
+    expected = torch.softmax(logits, 0)
+    assert [label for label, _ in top] == [model.config.id2label[1], model.config.id2label[2]]
+    assert [p for _, p in top] == pytest.approx([float(expected[1]), float(expected[2])], abs=1e-7)
+    with pytest.raises(ValueError, match="top_k"):
+        vit.top_classes(model, logits, top_k=0)
 
 
 def test_predict(model, pixels):
