@@ -47,7 +47,7 @@ CSS = """
   --block-label-text-size: 15px; --block-info-text-size: 15px; --prose-text-size: 19px; --button-large-text-size: 19px;
   --input-text-size: 18px;}
 .lab-present .tier, .lab-present .banner p + p {display: none;}
-""" + common.FIGURE_CSS + blip_tab.CSS + diffusion_tab.CSS
+""" + common.FIGURE_CSS + clip_tab.CSS + blip_tab.CSS + diffusion_tab.CSS
 # Gradio 6.31 ships Source Sans Pro's semi-bold (600) as a 5 kB subset without most letters, so every heading, label
 # and button fell back letter by letter to another font. Its full bold (700) is the nearest face for 600 instead.
 THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",

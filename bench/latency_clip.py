@@ -1,5 +1,6 @@
-"""CLIP tab latency: p50 of an 8 x 8 similarity matrix from scratch, of a temperature change with cached embeddings,
-of the modality-gap view and of the prompt-ensemble accuracy (from scratch, and the one-template/ensemble toggle with
+"""CLIP tab latency: p50 of an 8 x 8 similarity matrix from scratch (the shapes walk-through included), of a
+temperature change and of an edited caption with cached embeddings, of the editable 8 x 8 matrix, of the modality-gap
+view and of the prompt-ensemble accuracy (from scratch, and the one-template/ensemble toggle with
 cached embeddings) on the bundled tier (this CPU), and ViT-B-32 (real size, random init) encoding 8 images; CUDA when
 present.
 
@@ -48,9 +49,13 @@ def main() -> None:
         return tab.matrix(images, texts, None, "bundled")
 
     print(row("bundled: 8 x 8 matrix from scratch, clip_matrix", p50(from_scratch, args.repeats), 150))
-    *_, S, lines, _ = tab.matrix(images, texts, None, "bundled")
+    *_, S, lines = tab.matrix(images, texts, None, "bundled")
     print(row("bundled: temperature change (cached), clip_temperature",
               p50(lambda: tab.temperature(S, lines, -1.5), args.repeats), 30))
+    print(row("bundled: a caption edited (cached images), clip_matrix",
+              p50(lambda: tab.matrix(images, texts.replace("\n", " \n", 1), -1.5, "bundled"), args.repeats), 150))
+    table = tab.resize_table(tab.lecture_table(), 8)
+    print(row("editable 8 x 8 at tau = 0.001, clip_editable", p50(lambda: tab.editable(table, 1e-3), args.repeats), 30))
 
     def gap_from_scratch():
         C._EMBEDDINGS.clear()  # the 8 images and 8 texts are encoded again

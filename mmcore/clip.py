@@ -1,4 +1,6 @@
-"""CLIP: the maths the CLIP tab teaches (cosine similarity, temperature, InfoNCE), on top of open_clip.
+"""CLIP: the maths the CLIP tab teaches (cosine similarity, temperature, InfoNCE and the lecture's worked example,
+kept finite at any temperature; the shared space, zero-shot, prompt ensembles) and the shapes of the two towers, on top
+of open_clip.
 
 Both tiers are `open_clip.CLIP` models loaded by the same call: the bundled `clip-shapes` (BUNDLED_CONFIG, trained
 by `python -m mmcore.train clip`, read from a `local-dir:` folder) and ViT-B-32 / laion2b_s34b_b79k from the hub.
@@ -6,6 +8,7 @@ by `python -m mmcore.train clip`, read from a `local-dir:` folder) and ViT-B-32 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -49,7 +52,7 @@ MAX_LABELS = 36  # zero-shot candidates: room for all 6 x 6 colour-shape labels 
 TEMPERATURE_MIN = 1e-3
 TEMPERATURE_MAX = 100.0
 
-MatrixLike = torch.Tensor | np.ndarray | Sequence[Sequence[float]]
+ArrayLike = torch.Tensor | np.ndarray | Sequence
 
 
 # --- similarity and temperature -------------------------------------------------
@@ -98,27 +101,46 @@ def validate_temperature(temperature: float) -> float:
     return value
 
 
-def _as_matrix(S: MatrixLike, name: str = "S") -> torch.Tensor:
-    """Any 2-D matrix-like -> a float64 CPU tensor, refusing empty, NaN or inf entries (says which and where)."""
-    if isinstance(S, torch.Tensor):
-        out = S.detach().to(device="cpu", dtype=torch.float64)
-    else:
-        try:
-            out = torch.as_tensor(np.array(S, dtype=np.float64))  # a copy: S may be a read-only view
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be a 2-D matrix of numbers: {exc}") from None
+def _float64(x: ArrayLike, name: str) -> torch.Tensor:
+    """Any tensor, array or nested list of numbers -> a float64 CPU tensor (arrays are copied: x may be read-only)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device="cpu", dtype=torch.float64)
+    try:
+        return torch.as_tensor(np.array(x, dtype=np.float64))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must hold numbers only: {exc}") from None
+
+
+def _finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """x itself, or ValueError naming the first NaN or inf entry and where it is."""
+    for bad, mask in (("NaN", torch.isnan(x)), ("inf", torch.isinf(x))):
+        if mask.any():
+            where = ", ".join(f"{axis} {int(k)}" for axis, k in zip(("row", "column"), mask.nonzero()[0]))
+            raise ValueError(f"{name} contains {bad} at {where}; every value must be finite")
+    return x
+
+
+def _as_matrix(S: ArrayLike, name: str = "S") -> torch.Tensor:
+    """A similarity matrix -> float64 (B_img, B_txt), refusing anything not 2-D, empty, NaN or inf."""
+    out = _float64(S, name)
     if out.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix (images x texts), got shape {tuple(out.shape)}")
     if out.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(out.shape)}): it needs at least one image and one text")
-    for bad, mask in (("NaN", torch.isnan(out)), ("inf", torch.isinf(out))):
-        if mask.any():
-            i, j = (int(k) for k in mask.nonzero()[0])
-            raise ValueError(f"{name} contains {bad} at row {i}, column {j}; every similarity must be finite")
-    return out
+    return _finite(out, name)
 
 
-def softmax_rows(S: MatrixLike, temperature: float) -> torch.Tensor:
+def _unit_rows(x: ArrayLike, name: str) -> np.ndarray:
+    """Embeddings (N, D) or one embedding (D,) -> float64 (N, D) with every row L2-normalised; N may be 0."""
+    out = _float64(x, name)
+    if out.ndim == 1:
+        out = out[None, :] if out.numel() else out.reshape(0, 0)
+    if out.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(out.shape)}")
+    return F.normalize(_finite(out, name), dim=-1, eps=1e-12).numpy()
+
+
+def softmax_rows(S: ArrayLike, temperature: float) -> torch.Tensor:
     """Image -> text: softmax of S / tau along each row, so row i is a distribution over texts for image i.
 
     S: (B_img, B_txt). Returns float64 (B_img, B_txt) whose rows sum to 1.
@@ -127,7 +149,7 @@ def softmax_rows(S: MatrixLike, temperature: float) -> torch.Tensor:
     return torch.softmax(_as_matrix(S) / tau, dim=1)  # (B_img, B_txt)
 
 
-def softmax_cols(S: MatrixLike, temperature: float) -> torch.Tensor:
+def softmax_cols(S: ArrayLike, temperature: float) -> torch.Tensor:
     """Text -> image: softmax of S / tau down each column, so column j is a distribution over images for text j.
 
     S: (B_img, B_txt). Returns float64 (B_img, B_txt) whose columns sum to 1.
@@ -150,7 +172,7 @@ class InfoNCE:
     clip: float  # (image_to_text + text_to_image) / 2; equals open_clip.ClipLoss with logit_scale = 1/tau
 
 
-def info_nce(S: MatrixLike, temperature: float) -> InfoNCE:
+def info_nce(S: ArrayLike, temperature: float) -> InfoNCE:
     """CLIP's symmetric InfoNCE loss, exactly as the lecture writes it.
 
         L_i2t  = -1/B sum_i log( e^{S_ii/tau} / sum_j e^{S_ij/tau} )   (row i: image i against all texts)
@@ -185,68 +207,71 @@ def info_nce(S: MatrixLike, temperature: float) -> InfoNCE:
     )
 
 
-def lecture_example() -> dict:
+@dataclass(frozen=True, eq=False)  # eq=False: arrays do not compare to a single bool
+class WorkedQuery:
+    """One query's InfoNCE term, worked out as the lecture does, but in the log domain: at small tau the terms
+    e^{S/tau} overflow float64 (past e^709), their logarithms never do."""
+
+    logits: np.ndarray  # (B,) S / tau: the query against every candidate
+    match: int  # index of the matched candidate (the diagonal)
+    log_denominator: float  # log sum_k e^{logits_k} = m + log sum_k e^{logits_k - m}, m = max(logits)
+
+    @property
+    def loss(self) -> float:
+        """-log p(match) = log_denominator - logits[match], >= 0."""
+        return self.log_denominator - float(self.logits[self.match])
+
+    @property
+    def probability(self) -> float:
+        """p(match) = e^{logits[match]} / denominator, in [0, 1] (it underflows to 0 only when it is below 1e-308)."""
+        return math.exp(-self.loss)
+
+
+def worked_example(S: ArrayLike, temperature: float, pair: int = 0) -> tuple[WorkedQuery, WorkedQuery]:
+    """The lecture's two worked terms for one matched pair of a B x B matrix S (pair 0: T1 and I1).
+
+    Returns (text -> image: column `pair` of S over the images, image -> text: row `pair` over the texts); their
+    losses are `info_nce(S, temperature).per_text[pair]` and `.per_image[pair]`.
+    """
+    tau = validate_temperature(temperature)
+    S = _as_matrix(S)
+    if S.shape[0] != S.shape[1] or not 0 <= pair < S.shape[0]:
+        raise ValueError(f"pair must index a matched pair of a square S, got pair {pair} of shape {tuple(S.shape)}")
+    column, row = S[:, pair] / tau, S[pair, :] / tau  # (B,) text `pair` over the images, image `pair` over the texts
+    return tuple(WorkedQuery(logits.numpy(), pair, float(torch.logsumexp(logits, dim=0))) for logits in (column, row))
+
+
+# What the lecture's slide prints for LECTURE_S at tau = 1, text T1 against images I1..I3 (see `lecture_example`).
+LECTURE_PRINTED = {"denominator": 9.7157, "probability": 0.7607, "loss": 0.274}
+
+
+def lecture_example() -> dict[str, float]:
     """The lecture's worked numbers on LECTURE_S at tau = 1, computed here rather than copied.
 
-    Returns a dict of floats (and the logits as lists):
-      t2i_logits [2.0, 0.2, 0.1] (column T1 over I1..I3), t2i_exp (e^each), t2i_denominator = 9.71563,
-      t2i_denominator_rounded_terms = 9.7157, t2i_probability = 0.76053, t2i_loss = 0.27374;
-      i2t_logits [2.0, 0.5, 0.3] (row I1 over T1..T3), i2t_denominator, i2t_probability, i2t_loss (the lecture's L1);
-      temperature, and image_to_text / text_to_image / clip for the whole matrix.
+    Returns floats: t2i_denominator = 9.71563 (e^2.0 + e^0.2 + e^0.1, column T1 over I1..I3),
+    t2i_denominator_rounded_terms = 9.7157, t2i_probability = 0.76053, t2i_loss = 0.27374, i2t_loss (row I1 over
+    T1..T3, the lecture's L1), and clip, the loss of the whole matrix.
 
-    Two of the lecture's printed figures are rounding slips: its 9.7157 is 7.3891 + 1.2214 + 1.1052, the sum of
-    the rounded terms (the exact sum 9.71563 rounds to 9.7156), and its 0.7607 should read 0.7605
+    Two of the lecture's printed figures (LECTURE_PRINTED) are rounding slips: its 9.7157 is 7.3891 + 1.2214 + 1.1052,
+    the sum of the rounded terms (the exact sum 9.71563 rounds to 9.7156), and its 0.7607 should read 0.7605
     (7.3891 / 9.7157 = 0.76053). The loss, 0.274, is right either way.
     """
-    tau = 1.0
-    S = np.asarray(LECTURE_S, dtype=np.float64)  # (3, 3)
-    t2i_logits = S[:, 0] / tau  # (3,) text T1 against images I1..I3
-    t2i_exp = [math.exp(x) for x in t2i_logits]
-    t2i_denominator = math.fsum(t2i_exp)
-    t2i_probability = t2i_exp[0] / t2i_denominator
-    i2t_logits = S[0, :] / tau  # (3,) image I1 against texts T1..T3
-    i2t_exp = [math.exp(x) for x in i2t_logits]
-    i2t_denominator = math.fsum(i2t_exp)
-    i2t_probability = i2t_exp[0] / i2t_denominator
-    loss = info_nce(S, tau)
+    t2i, i2t = worked_example(LECTURE_S, 1.0)
     return {
-        "temperature": tau,
-        "t2i_logits": t2i_logits.tolist(),
-        "t2i_exp": t2i_exp,
-        "t2i_denominator": t2i_denominator,
-        "t2i_denominator_rounded_terms": math.fsum(round(x, 4) for x in t2i_exp),  # the lecture's 9.7157
-        "t2i_probability": t2i_probability,
-        "t2i_loss": -math.log(t2i_probability),
-        "i2t_logits": i2t_logits.tolist(),
-        "i2t_exp": i2t_exp,
-        "i2t_denominator": i2t_denominator,
-        "i2t_probability": i2t_probability,
-        "i2t_loss": -math.log(i2t_probability),
-        "image_to_text": loss.image_to_text,
-        "text_to_image": loss.text_to_image,
-        "clip": loss.clip,
+        "t2i_denominator": math.exp(t2i.log_denominator),
+        "t2i_denominator_rounded_terms": math.fsum(round(math.exp(x), 4) for x in t2i.logits),
+        "t2i_probability": t2i.probability,
+        "t2i_loss": t2i.loss,
+        "i2t_loss": i2t.loss,
+        "clip": info_nce(LECTURE_S, 1.0).clip,
     }
 
 
 # --- the shared space in 2-D, and zero-shot -----------------------------------------
 
 
-def _rows_normalised(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None, :] if arr.size else arr.reshape(0, 0)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, D), got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return arr / np.maximum(norms, 1e-12)
-
-
 def pca_2d(
-    image_embeddings: torch.Tensor | np.ndarray, text_embeddings: torch.Tensor | np.ndarray
+    image_embeddings: ArrayLike, text_embeddings: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project images and texts into one 2-D plane fitted on both (PCA on L2-normalised rows).
 
@@ -255,8 +280,8 @@ def pca_2d(
     Each component's sign is fixed so its largest-|value| loading is positive, so the plot does not flip between
     runs. With fewer than 2 points, or fewer than 2 directions of variance, missing components are zeros.
     """
-    images = _rows_normalised(image_embeddings, "image_embeddings")
-    texts = _rows_normalised(text_embeddings, "text_embeddings")
+    images = _unit_rows(image_embeddings, "image_embeddings")
+    texts = _unit_rows(text_embeddings, "text_embeddings")
     n_images, n_texts = images.shape[0], texts.shape[0]
     if n_images and n_texts and images.shape[1] != texts.shape[1]:
         raise ValueError(
@@ -283,14 +308,8 @@ def pca_2d(
     return coords[:n_images], coords[n_images:], ratio
 
 
-def _float64_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x.detach().to(device="cpu", dtype=torch.float64)
-    return torch.as_tensor(np.asarray(x, dtype=np.float64))
-
-
 def zero_shot(
-    image_features: torch.Tensor | np.ndarray, label_features: torch.Tensor | np.ndarray, logit_scale: float
+    image_features: ArrayLike, label_features: ArrayLike, logit_scale: float
 ) -> np.ndarray:
     """Zero-shot classification: softmax over labels of logit_scale * cos(image, label).
 
@@ -301,8 +320,8 @@ def zero_shot(
     scale = float(logit_scale)
     if not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"logit_scale must be a positive finite number (1/temperature), got {logit_scale!r}")
-    image = _float64_tensor(image_features)
-    labels = _float64_tensor(label_features)
+    image = _float64(image_features, "image_features")
+    labels = _float64(label_features, "label_features")
     if image.ndim == 1:
         image = image[None, :]  # (1, D)
     if image.ndim != 2 or image.shape[0] != 1:
@@ -314,7 +333,7 @@ def zero_shot(
 
 
 def modality_gap(
-    image_embeddings: torch.Tensor | np.ndarray, text_embeddings: torch.Tensor | np.ndarray
+    image_embeddings: ArrayLike, text_embeddings: ArrayLike
 ) -> tuple[np.ndarray, float]:
     """The modality gap (Liang et al., 2022, "Mind the Gap"): images and texts sit in two separate clusters of the
     shared space, and the offset between the clusters' centres measures how far apart they are.
@@ -323,8 +342,8 @@ def modality_gap(
     Returns (offset, size): offset = mean_i(image_i / |image_i|) - mean_j(text_j / |text_j|), float64 (D,), and its
     Euclidean length |offset|.
     """
-    images = _rows_normalised(image_embeddings, "image_embeddings")
-    texts = _rows_normalised(text_embeddings, "text_embeddings")
+    images = _unit_rows(image_embeddings, "image_embeddings")
+    texts = _unit_rows(text_embeddings, "text_embeddings")
     if images.shape[0] == 0 or texts.shape[0] == 0:
         raise ValueError(f"the gap needs at least one image and one text, got {images.shape[0]} and {texts.shape[0]}")
     if images.shape[1] != texts.shape[1]:
@@ -336,7 +355,7 @@ def modality_gap(
 
 
 def gap_plane(
-    image_embeddings: torch.Tensor | np.ndarray, text_embeddings: torch.Tensor | np.ndarray
+    image_embeddings: ArrayLike, text_embeddings: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
     """A 2-D view that shows the modality gap at its true length (a PCA plane may hide it behind content variance).
 
@@ -346,8 +365,8 @@ def gap_plane(
     Returns (image_xy (Bi, 2), text_xy (Bt, 2)), float64. With no gap (offset = 0), x is zero.
     """
     offset, size = modality_gap(image_embeddings, text_embeddings)
-    images = _rows_normalised(image_embeddings, "image_embeddings")
-    texts = _rows_normalised(text_embeddings, "text_embeddings")
+    images = _unit_rows(image_embeddings, "image_embeddings")
+    texts = _unit_rows(text_embeddings, "text_embeddings")
     X = np.concatenate([images, texts], axis=0)  # (N, D)
     X = X - X.mean(axis=0, keepdims=True)
     u = offset / size if size > 0 else np.zeros_like(offset)  # (D,)
@@ -360,14 +379,14 @@ def gap_plane(
     return xy[: len(images)], xy[len(images):]
 
 
-def ensemble_embeddings(text_embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
+def ensemble_embeddings(text_embeddings: ArrayLike) -> torch.Tensor:
     """Prompt ensembling (Radford et al., 2021, section 3.1.4): one embedding per class from several templates.
 
     text_embeddings: (T, K, D), the embedding of template t filled with class k. Each is L2-normalised, the T of a
     class are averaged, and the mean is L2-normalised again. Returns float64 (K, D) unit rows; with T = 1 this is
     just the normalised embedding of the one prompt.
     """
-    embeddings = _float64_tensor(text_embeddings)
+    embeddings = _float64(text_embeddings, "text_embeddings")
     if embeddings.ndim != 3 or 0 in embeddings.shape:
         raise ValueError(f"text_embeddings must be (templates, classes, D) with none empty, got shape "
                          f"{tuple(embeddings.shape)}")
@@ -545,37 +564,43 @@ def load_clip(source: str, device: torch.device, dtype: torch.dtype, local_files
 _EMBEDDINGS = EmbeddingCache()
 
 
+def _cached(keys: list[str], encode: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+    """Embeddings (B, D) for B content keys: each distinct key is looked up once, and those missing are encoded in one
+    call, `encode(indices into keys)` -> (M, D), and stored. A batch larger than the cache evicts its own first rows,
+    so the result is assembled from what was found and encoded, not read back."""
+    found = {key: _EMBEDDINGS.get(key) for key in dict.fromkeys(keys)}  # a key met twice counts once
+    missing = [key for key, value in found.items() if value is None]
+    if missing:
+        for key, value in zip(missing, encode([keys.index(key) for key in missing])):
+            _EMBEDDINGS.put(key, value)
+            found[key] = value
+    return torch.stack([found[key] for key in keys])
+
+
 @torch.inference_mode()
 def encode_images(bundle: ClipBundle, images: Sequence) -> torch.Tensor:
     """L2-normalised image embeddings (B, D), float32 on the CPU; each image is encoded once per model (cached by
     content), so moving the temperature never re-encodes."""
-    arrays = [np.asarray(im.convert("RGB")) for im in images]
-    found = [_EMBEDDINGS.get(EmbeddingCache.key_image(a, bundle.model_id)) for a in arrays]
-    missing = [i for i, f in enumerate(found) if f is None]
-    if missing:
-        from PIL import Image
+    rgb = [im.convert("RGB") for im in images]
+    keys = [EmbeddingCache.key_image(np.asarray(im), bundle.model_id) for im in rgb]
 
-        batch = torch.stack([bundle.preprocess(Image.fromarray(arrays[i])) for i in missing])  # (M, 3, S, S)
-        feats = bundle.model.encode_image(batch.to(bundle.device, bundle.dtype), normalize=True).float().cpu()
-        for i, f in zip(missing, feats):  # kept here too: a batch larger than the cache evicts its own first rows
-            _EMBEDDINGS.put(EmbeddingCache.key_image(arrays[i], bundle.model_id), f)
-            found[i] = f
-    return torch.stack(found)
+    def encode(indices: list[int]) -> torch.Tensor:
+        batch = torch.stack([bundle.preprocess(rgb[i]) for i in indices])  # (M, 3, S, S)
+        return bundle.model.encode_image(batch.to(bundle.device, bundle.dtype), normalize=True).float().cpu()
+
+    return _cached(keys, encode)
 
 
 @torch.inference_mode()
 def encode_texts(bundle: ClipBundle, texts: Sequence[str]) -> torch.Tensor:
     """L2-normalised text embeddings (B, D), float32 on the CPU, cached by content like encode_images."""
     keys = [EmbeddingCache.key_text(t, bundle.model_id) for t in texts]
-    found = [_EMBEDDINGS.get(k) for k in keys]
-    missing = [i for i, f in enumerate(found) if f is None]
-    if missing:
-        tokens = bundle.tokenizer([texts[i] for i in missing]).to(bundle.device)  # (M, L)
-        feats = bundle.model.encode_text(tokens, normalize=True).float().cpu()
-        for i, f in zip(missing, feats):
-            _EMBEDDINGS.put(keys[i], f)
-            found[i] = f
-    return torch.stack(found)
+
+    def encode(indices: list[int]) -> torch.Tensor:
+        tokens = bundle.tokenizer([texts[i] for i in indices]).to(bundle.device)  # (M, L)
+        return bundle.model.encode_text(tokens, normalize=True).float().cpu()
+
+    return _cached(keys, encode)
 
 
 def class_embeddings(bundle: ClipBundle, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
@@ -595,6 +620,61 @@ def token_features(bundle: ClipBundle, texts: Sequence[str]) -> torch.Tensor:
     ids = bundle.tokenizer(list(texts)).to(bundle.device)
     x = m.token_embedding(ids) + m.positional_embedding.to(m.token_embedding.weight.dtype)
     return m.ln_final(m.transformer(x, attn_mask=m.attn_mask)).float().cpu()
+
+
+@dataclass(frozen=True)
+class TowerShapes:
+    """The shapes one image and one caption take on their way into the shared space (the lecture's n, D, m, P)."""
+
+    image_side: int  # the image tower's input side, px
+    patch_px: int  # the side of one patch, px
+    grid: int  # patches per side
+    image_tokens: int  # n = grid^2 + 1: the patches and the CLS token
+    image_width: int  # D: the image transformer's width
+    text_tokens: int  # m: the caption's tokens, start and end of text included
+    text_context: int  # the padded length the text transformer runs on
+    text_width: int  # P: the text transformer's width
+    shared: int  # d: the shared space both projections map into
+
+
+# The lecture's walk-through: ViT-B/32 at 224 px (7 x 7 patches + CLS), a 12-token caption, "let's say" 256 shared.
+LECTURE_TOWERS = TowerShapes(image_side=224, patch_px=32, grid=7, image_tokens=50, image_width=768, text_tokens=12,
+                             text_context=77, text_width=512, shared=256)
+
+
+_TOWERS: dict[str, TowerShapes] = {}  # model_id -> the towers' shapes, measured once per model
+
+
+@torch.inference_mode()
+def _measure_towers(bundle: ClipBundle) -> TowerShapes:
+    """Run a blank image and an empty caption through the model, with a hook on each tower's transformer (its output
+    before pooling): image (1, n, D), text (1, L, P); then the projected (1, d)."""
+    m = bundle.model
+    seen: dict[str, tuple[int, ...]] = {}
+    hooks = [tower.register_forward_hook(lambda _m, _in, out, key=key: seen.__setitem__(key, tuple(out.shape)))
+             for key, tower in (("image", m.visual.transformer), ("text", m.transformer))]
+    try:
+        side = m.visual.image_size[0] if isinstance(m.visual.image_size, (tuple, list)) else m.visual.image_size
+        pixels = torch.zeros(1, 3, side, side, device=bundle.device, dtype=bundle.dtype)
+        shared = m.encode_image(pixels).shape[-1]  # (1, d)
+        m.encode_text(bundle.tokenizer([""]).to(bundle.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    (_, n, width), (_, context, text_width) = seen["image"], seen["text"]
+    grid = m.visual.grid_size[0]
+    return TowerShapes(image_side=side, patch_px=side // grid, grid=grid, image_tokens=n, image_width=width,
+                       text_tokens=2, text_context=context, text_width=text_width, shared=shared)
+
+
+def tower_shapes(bundle: ClipBundle, caption: str) -> TowerShapes:
+    """The shapes a caption and any image take in this model: the towers' are measured once per model (hooks on a
+    forward pass), the caption's length m is counted in its tokens, start and end of text included."""
+    towers = _TOWERS.get(bundle.model_id)
+    if towers is None:
+        towers = _TOWERS[bundle.model_id] = _measure_towers(bundle)
+    ids = bundle.tokenizer([caption])[0]  # (L,), padded with zeros after the end-of-text token
+    return dataclasses.replace(towers, text_tokens=int(ids.argmax()) + 1)  # end of text: the largest id
 
 
 register(ModelSpec(

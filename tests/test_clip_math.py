@@ -13,8 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmcore import clip as C
 from mmcore import shapes
 from mmcore.clip import (
+    LECTURE_PRINTED,
     LECTURE_S,
     EmbeddingCache,
     InfoNCE,
@@ -31,6 +33,7 @@ from mmcore.clip import (
     softmax_cols,
     softmax_rows,
     validate_temperature,
+    worked_example,
     zero_shot,
 )
 
@@ -92,21 +95,48 @@ def test_symmetric_loss_invariant_to_transpose() -> None:
 
 def test_lecture_example() -> None:
     ex = lecture_example()
-    assert ex["t2i_logits"] == [2.0, 0.2, 0.1]
     # the lecture prints 9.7157 = 7.3891 + 1.2214 + 1.1052 (rounded terms); the exact sum is 9.71563
-    assert round(ex["t2i_denominator_rounded_terms"], 4) == 9.7157
-    assert ex["t2i_denominator"] == pytest.approx(9.7157, abs=1e-4)
+    assert round(ex["t2i_denominator_rounded_terms"], 4) == LECTURE_PRINTED["denominator"] == 9.7157
+    assert ex["t2i_denominator"] == pytest.approx(math.exp(2.0) + math.exp(0.2) + math.exp(0.1), rel=1e-12)
+    assert round(ex["t2i_denominator"], 4) == 9.7156
     # the lecture prints 0.7607, a slip: 7.3891 / 9.7157 = 0.76053
     assert round(ex["t2i_probability"], 4) == 0.7605
-    assert ex["t2i_probability"] == pytest.approx(0.7607, abs=3e-4)
-    assert round(ex["t2i_loss"], 3) == 0.274
+    assert ex["t2i_probability"] == pytest.approx(LECTURE_PRINTED["probability"], abs=3e-4)
+    assert round(ex["t2i_loss"], 3) == LECTURE_PRINTED["loss"] == 0.274
     # L1 (image -> text for I1) = -log(e^2 / (e^2 + e^0.5 + e^0.3))
     expected_l1 = -math.log(math.exp(2.0) / (math.exp(2.0) + math.exp(0.5) + math.exp(0.3)))
-    assert ex["i2t_loss"] == pytest.approx(expected_l1)
+    assert ex["i2t_loss"] == pytest.approx(expected_l1, rel=1e-12)
     loss = info_nce(LECTURE_S, 1.0)
     assert loss.per_text[0] == pytest.approx(ex["t2i_loss"])
     assert loss.per_image[0] == pytest.approx(ex["i2t_loss"])
     assert ex["clip"] == pytest.approx(loss.clip)
+
+
+@pytest.mark.parametrize("batch", [2, 3, 5, 8])
+@pytest.mark.parametrize("temperature", [1e-3, 0.07, 1.0, 100.0])
+def test_worked_example_is_the_loss_term_by_term(batch: int, temperature: float) -> None:
+    images, texts = _features(batch, batch)
+    S = 3 * images @ texts.T  # scores up to 3, as in the lecture: at tau = 0.001 the terms reach e^3000
+    loss = info_nce(S, temperature)
+    for pair in range(batch):
+        t2i, i2t = worked_example(S, temperature, pair)
+        np.testing.assert_allclose(t2i.logits, (S[:, pair] / temperature).numpy())
+        np.testing.assert_allclose(i2t.logits, (S[pair, :] / temperature).numpy())
+        assert t2i.loss == pytest.approx(loss.per_text[pair], rel=1e-9, abs=1e-12)
+        assert i2t.loss == pytest.approx(loss.per_image[pair], rel=1e-9, abs=1e-12)
+        for q in (t2i, i2t):
+            assert math.isfinite(q.log_denominator) and q.loss >= 0 and 0 <= q.probability <= 1
+            assert q.log_denominator >= q.logits.max()  # log-sum-exp is at least its largest term
+
+
+def test_worked_example_at_a_tiny_temperature_never_overflows() -> None:
+    t2i, i2t = worked_example(LECTURE_S, 1e-3)  # e^{3.0 / 0.001} = e^3000 would be inf in float64
+    assert t2i.log_denominator == pytest.approx(2000.0) and t2i.loss == pytest.approx(0.0, abs=1e-300)
+    assert i2t.probability == pytest.approx(1.0)
+    flipped = worked_example([[0.1, 0.0], [2.0, 1.0]], 1e-3)[0]  # the matched image loses its column by 1.9 / tau
+    assert flipped.loss == pytest.approx(1900.0) and flipped.probability == 0.0
+    with pytest.raises(ValueError, match="pair must index"):
+        worked_example(np.zeros((2, 3)), 1.0)
 
 
 @pytest.mark.parametrize(
@@ -187,6 +217,37 @@ def test_pca_2d_shapes_and_determinism() -> None:
     # negating every input flips the data, not the plot's orientation convention: loadings stay positive-dominant
     flipped = pca_2d(-images, -texts)
     np.testing.assert_allclose(np.abs(flipped[0]), np.abs(xy_i), atol=1e-10)
+
+
+def _flip_svd(monkeypatch) -> None:
+    """Make numpy's SVD return each singular pair with the opposite sign: an equally valid answer."""
+    svd = np.linalg.svd
+
+    def flipped(*args, **kwargs):
+        u, s, vt = svd(*args, **kwargs)
+        return -u, s, -vt
+
+    monkeypatch.setattr(np.linalg, "svd", flipped)
+
+
+def test_pca_2d_does_not_depend_on_the_svds_signs(monkeypatch) -> None:
+    g = torch.Generator().manual_seed(4)
+    images, texts = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    xy_i, xy_t, ratio = pca_2d(images, texts)
+    _flip_svd(monkeypatch)
+    again = pca_2d(images, texts)
+    np.testing.assert_allclose(again[0], xy_i, atol=1e-12)
+    np.testing.assert_allclose(again[1], xy_t, atol=1e-12)
+    np.testing.assert_allclose(again[2], ratio)
+
+
+def test_gap_plane_does_not_depend_on_the_svds_signs(monkeypatch) -> None:
+    images, texts = _clusters(5)
+    xy_i, xy_t = gap_plane(images, texts)
+    _flip_svd(monkeypatch)
+    again = gap_plane(images, texts)
+    np.testing.assert_allclose(again[0], xy_i, atol=1e-12)
+    np.testing.assert_allclose(again[1], xy_t, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -337,3 +398,28 @@ def test_cache_lru_eviction() -> None:
     assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
     with pytest.raises(ValueError, match="max_items"):
         EmbeddingCache(max_items=0)
+
+
+def test_cached_encoding_counts_each_lookup_once(monkeypatch) -> None:
+    cache = EmbeddingCache(max_items=8)
+    monkeypatch.setattr(C, "_EMBEDDINGS", cache)
+    encoded = []
+
+    def encode(indices: list[int]) -> torch.Tensor:
+        encoded.append(list(indices))
+        return torch.tensor([[float(i), 1.0] for i in indices])
+
+    keys = ["a", "b", "a", "c"]  # "a" twice in one batch: looked up and encoded once
+    out = C._cached(keys, encode)
+    assert encoded == [[0, 1, 3]] and (cache.hits, cache.misses) == (0, 3) and len(cache) == 3
+    torch.testing.assert_close(out[2], out[0])
+    again = C._cached(keys, encode)
+    assert encoded == [[0, 1, 3]] and (cache.hits, cache.misses) == (3, 3), "a stored miss is a miss, then hits"
+    torch.testing.assert_close(again, out)
+
+
+def test_cached_encoding_of_a_batch_larger_than_the_cache(monkeypatch) -> None:
+    monkeypatch.setattr(C, "_EMBEDDINGS", EmbeddingCache(max_items=2))
+    out = C._cached([f"k{i}" for i in range(5)], lambda idx: torch.tensor([[float(i)] for i in idx]))
+    assert out.shape == (5, 1) and out[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert len(C._EMBEDDINGS) == 2 and "k4" in C._EMBEDDINGS and "k0" not in C._EMBEDDINGS

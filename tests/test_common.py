@@ -44,3 +44,21 @@ def test_the_tier_radio_says_cached_when_the_pretrained_model_is(monkeypatch):
     assert labels()["pretrained"].endswith("(cached)")
     monkeypatch.setattr(models.HuggingFaceHub, "is_cached", lambda self, spec: False)
     assert "MB download" in labels()["pretrained"] and "offline" in labels()["bundled"]
+
+
+def test_no_tab_subclasses_a_gradio_component():
+    """Gradio writes a .pyi stub beside the source of every Component subclass when it is imported (into the source
+    tree, read-only on some hosts): the tabs wrap components instead."""
+    import importlib
+    import inspect
+    from pathlib import Path
+
+    import gradio as gr
+
+    folder = Path(common.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        module = importlib.import_module(f"demos.{path.stem}")
+        subclasses = [name for name, obj in vars(module).items() if inspect.isclass(obj)
+                      and issubclass(obj, gr.components.Component) and obj.__module__ == module.__name__]
+        assert not subclasses, (path.name, subclasses)
+    assert not list(folder.glob("*.pyi"))

@@ -1,5 +1,10 @@
-"""CLIP tab handlers, called as plain functions on a tiny model standing in for the pretrained tier."""
+"""CLIP tab handlers, called as plain functions on a tiny model standing in for the pretrained tier, and how the tab
+wires them (live controls, a tab that opens computed)."""
 
+import math
+import re
+
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -14,19 +19,30 @@ TIER = "pretrained"
 
 @pytest.fixture
 def batch(tiny_pretrained):
-    return tab.new_batch(4, seed=3)
+    """Four Shapes images (as PIL images) and their captions."""
+    gallery, texts = tab.new_batch(4, seed=3)
+    return [image for image, _ in gallery], texts
 
 
-def test_new_batch_brings_true_captions():
-    images, texts = tab.new_batch(5, seed=0)
-    assert len(images) == 5 and len(texts.splitlines()) == 5
+def test_new_batch_brings_true_captions_numbered_like_the_plots():
+    gallery, texts = tab.new_batch(5, seed=0)
+    assert [caption for _, caption in gallery] == ["I1", "I2", "I3", "I4", "I5"] and len(texts.splitlines()) == 5
     with pytest.raises(ValueError, match="batch size must be in"):
         tab.new_batch(17)
+    photos, captions = tab.sample_photos()
+    assert [c for _, c in photos] == [f"I{i + 1}" for i in range(len(photos))] == [f"I{i + 1}" for i in
+                                                                                    range(len(captions.splitlines()))]
+    uploaded = [("/tmp/a.png", None), ("/tmp/b.png", "old")]
+    assert tab.number_gallery(uploaded) == [("/tmp/a.png", "I1"), ("/tmp/b.png", "I2")]
+
+
+def _loss(md: str) -> float:
+    return float(re.search(r"\\mathcal\{L\}_\{CLIP\} = .*? = ([0-9.]+)\$", md).group(1))
 
 
 def test_matrix_and_temperature_without_reencoding(batch):
     images, texts = batch
-    s_fig, r_fig, c_fig, md, pca, S, lines, note = tab.matrix(images, texts, None, TIER)
+    walk, s_fig, r_fig, c_fig, md, pca, S, lines = tab.matrix(images, texts, None, TIER)
     assert np.asarray(S).shape == (4, 4) and len(lines) == 4
     rows = np.asarray(r_fig.data[0].z)
     np.testing.assert_allclose(rows.sum(1), 1.0, atol=1e-6)
@@ -41,7 +57,7 @@ def test_matrix_and_temperature_without_reencoding(batch):
 
 def test_unequal_counts_show_s_and_explain(batch):
     images, texts = batch
-    *_, md, _, S, _, _ = tab.matrix(images, texts + "\na green star", -2, TIER)
+    *_, md, _, S, _ = tab.matrix(images, texts + "\na green star", -2, TIER)
     assert np.asarray(S).shape == (4, 5) and "needs **B matched pairs**" in md
 
 
@@ -59,20 +75,136 @@ def test_bad_inputs(tiny_pretrained, gallery, texts, log_tau, match):
         tab.matrix(gallery, texts, log_tau, TIER)
 
 
+def test_a_typed_or_keyboard_temperature_changes_the_loss(batch):
+    """What an arrow key, PageUp or a typed value sends: a new log τ, and the loss shown follows it."""
+    images, texts = batch
+    *_, S, lines = tab.matrix(images, texts, -1.45, TIER)
+    shown = {log_tau: tab.temperature(S, lines, log_tau)[3] for log_tau in (-1.45, -1.44, -1.0, 0.0)}
+    losses = {log_tau: _loss(md) for log_tau, md in shown.items()}
+    assert len(set(losses.values())) == 4, losses
+    for log_tau, loss in losses.items():
+        assert loss == pytest.approx(C.info_nce(np.asarray(S), 10**log_tau).clip, abs=1e-4)
+        assert f"log₁₀ τ = {log_tau:.2f}" in shown[log_tau]
+
+
+def test_the_temperature_slider_follows_every_way_of_moving_it():
+    with gr.Blocks() as demo:
+        tab.build()
+    events = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    moved = events["clip_temperature"]
+    slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "clip-log-tau")
+    assert [(target, event) for target, event in moved.targets] == [(slider._id, "input")], "not .release: keys too"
+    assert moved.trigger_mode == "always_last"
+    assert slider.preprocess(None) is None, "/clip_matrix documents None as the model's τ"
+    assert slider.preprocess(-1.5) == -1.5
+    with pytest.raises(gr.Error, match="greater than maximum"):
+        slider.preprocess(5.0)
+
+
+def test_the_tab_opens_computed():
+    """Every figure and every Markdown that a handler fills is filled on page load, with no button pressed."""
+    with gr.Blocks() as demo:
+        tab.build()
+    filled = {id(block) for fn in demo.fns.values() for block in fn.outputs}
+    on_load = {fn._id for fn in demo.fns.values() if any(event == "load" for _, event in fn.targets)}
+    opened, growing = set(on_load), True
+    while growing:  # follow the .then/.success chains that start on load
+        chained = {fn._id for fn in demo.fns.values() if fn.trigger_after in opened} - opened
+        growing, opened = bool(chained), opened | chained
+    opened_outputs = {id(block) for fn in demo.fns.values() if fn._id in opened for block in fn.outputs}
+    panels = [b for b in demo.blocks.values() if isinstance(b, (gr.Plot, gr.Markdown)) and id(b) in filled]
+    empty = [b.label or b.elem_id or type(b).__name__ for b in panels if id(b) not in opened_outputs]
+    assert len(panels) >= 14 and not empty, empty
+    gallery = next(b for b in demo.blocks.values() if b.elem_id == "clip-gallery")
+    assert len(gallery.value) == 8, "a Shapes batch is there on arrival"
+
+
+def test_every_plot_is_named_and_no_button_is_a_step_behind():
+    with gr.Blocks() as demo:
+        tab.build()
+    plots = [b for b in demo.blocks.values() if isinstance(b, gr.Plot)]
+    assert len(plots) == 11 and all(p.label and p.label != "Plot" for p in plots), [p.label for p in plots]
+    buttons = {b.value for b in demo.blocks.values() if isinstance(b, gr.Button)}
+    assert {"🎲 Draw a random Shapes batch", "↔️ Measure the gap for the images and texts above",
+            "🎯 Measure zero-shot accuracy"} <= buttons, "labels that the browser tests and benchmark click"
+    assert not any("Compute the matrix" in label for label in buttons), "the matrix follows its inputs by itself"
+    events = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    assert {event for _, event in events["clip_matrix"].targets} == {"change", "input"}  # gallery, texts
+    assert {event for _, event in events["clip_rank"].targets} == {"click", "submit"}  # 🔍 or Enter
+
+
+def test_temperature_before_any_matrix_just_holds_the_new_tau():
+    assert all(isinstance(out, type(gr.skip())) for out in tab.temperature(None, None, -1))
+    assert all(isinstance(out, type(gr.skip())) for out in tab.temperature([], [], -1))
+
+
+def test_walkthrough_measures_the_model_beside_the_lectures_numbers(batch):
+    images, texts = batch
+    walk, *_ = tab.matrix(images, texts, None, TIER)
+    bundle, _ = tab._bundle(TIER)
+    shapes_ = C.tower_shapes(bundle, texts.splitlines()[0])
+    # the tiny model: 32 px in 8 px patches -> 4 x 4 + CLS = 17 tokens of width 32; text width 16; shared 16
+    assert (shapes_.grid, shapes_.image_tokens, shapes_.image_width) == (4, 17, 32)
+    assert (shapes_.text_width, shapes_.text_context, shapes_.shared) == (16, 16, 16)
+    assert shapes_.text_tokens == len(bundle.tokenizer.encode(texts.splitlines()[0])) + 2  # + start and end of text
+    assert "**50 × 768**" in walk and "**12 × 512**" in walk and "1 × 256" in walk  # the lecture's ViT-B/32
+    assert "**17 × 32**" in walk and f"**{shapes_.text_tokens} × 16**" in walk and "S: 4 × 4" in walk
+    assert "What to notice" in walk
+
+
 def test_editable_reproduces_the_lecture():
-    fig_r, fig_c, md = tab.editable([list(r) for r in C.LECTURE_S], 1.0)
-    assert "0.274" in md and "9.7156" in md and "7.3891" in md
+    fig_r, fig_c, md = tab.editable(tab.lecture_table(), 1.0)
+    assert "0.274" in md and "9.7156" in md and "7.3891" in md and "the lecture prints" in md
+    assert "0.7607 (a slip)" in md and "0.76053" in md
     np.testing.assert_allclose(np.asarray(fig_c.data[0].z)[0, 0], 0.76053, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(fig_r.data[0].z).sum(1), 1.0, atol=1e-12)  # rows of a row softmax
+    np.testing.assert_allclose(np.asarray(fig_c.data[0].z).sum(0), 1.0, atol=1e-12)
+    assert fig_r.layout.title.text and fig_c.layout.title.text
+    _, _, edited = tab.editable([[2.0, 0.5, 0.3], [0.2, 2.5, 0.4], [0.1, 0.6, 2.0]], 1.0)
+    assert "the lecture prints" not in edited and "↺ The lecture's matrix" in edited
     for bad, t, match in (([[1, 2, 3], [4, 5, 6]], 1.0, "square"), ([["a", 1], [1, 1]], 1.0, "number"),
-                          ([[1, 2], [3, 4]], 0.0, "temperature"), ([[1, 2], [3, 4]], float("nan"), "temperature")):
+                          ([[1, 2], [3, 4]], 0.0, "temperature"), ([[1, 2], [3, 4]], float("nan"), "temperature"),
+                          ([[1] * 9] * 9, 1.0, "8 × 8"), ([[1e9, 0], [0, 1]], 1.0, "finite number in")):
         with pytest.raises(ValueError, match=match):
             tab.editable(bad, t)
 
 
+@pytest.mark.parametrize("size", range(2, 9))
+def test_editable_grows_to_b_by_b(size):
+    table = tab.resize_table(tab.lecture_table(), size)
+    S = table.values
+    assert S.shape == (size, size) and list(table.columns) == [f"T{j + 1}" for j in range(size)]
+    keep = min(size, 3)
+    np.testing.assert_array_equal(S[:keep, :keep], np.asarray(C.LECTURE_S)[:keep, :keep])  # the typed cells stay
+    fig_r, fig_c, md = tab.editable(table, 0.5)
+    loss = C.info_nce(S, 0.5)
+    assert np.asarray(fig_r.data[0].z).shape == (size, size)
+    assert f"**{loss.clip:.4f}**" in md and f"log B = {math.log(size):.3f}" in md
+    if size >= 3:  # shrinking back to 3 x 3 gives the lecture's matrix again
+        assert tab.resize_table(table, 3).values.tolist() == [list(r) for r in C.LECTURE_S]
+
+
+@pytest.mark.parametrize("tau", [1e-3, 2e-3, 0.01])
+def test_small_temperatures_give_finite_readable_numbers(tau):
+    _, _, md = tab.editable(tab.resize_table(tab.lecture_table(), 8), tau)
+    assert not re.search(r"\binf\b|\bnan\b", md, re.IGNORECASE), md
+    assert not re.search(r"\d{12,}", md), "no number with dozens of digits"
+    assert "\\times 10^{" in md and "log-sum-exp" in md  # e^{2000} is written 3.88 × 10^{868}
+    assert tab._exp(2000.0) == "3.88 \\times 10^{868}" and tab._exp(2.0) == "7.3891"
+    assert tab._num(1.1e-6, 3) == "1.10 \\times 10^{-6}" and tab._num(2000.0) == "2000"
+
+
+def test_editable_says_a_mistake_once_in_place():
+    said = tab._said_inline(tab.editable)
+    r, c, md = said([["abc", 1], [1, 1]], 1.0)
+    assert isinstance(r, type(gr.skip())) and isinstance(c, type(gr.skip()))
+    assert "Every cell must be a number" in md
+
+
 def test_zero_shot_rank_and_probe(batch):
     images, _ = batch
-    fig, _ = tab.zero_shot(images[0], "circle, star, square", "a {}", TIER)
-    assert sum(fig.data[0].x) == pytest.approx(1.0)
+    fig, note = tab.zero_shot(images[0], "circle, star, square", "a {}", TIER)
+    assert sum(fig.data[0].x) == pytest.approx(1.0, abs=1e-9) and "What to notice" in note
     with pytest.raises(ValueError):
         tab.zero_shot(images[0], "circle", "no placeholder", TIER)
     ranked = tab.rank_images(images, "a red star", TIER)
@@ -82,9 +214,26 @@ def test_zero_shot_rank_and_probe(batch):
     assert len(fig.data) >= 1 and "bag of words" in md
 
 
+def test_word_order_states_its_verdict_on_captions_you_write(tiny_pretrained):
+    fig, md = tab.word_order(None, "a green star and a red circle", "a red star and a green circle")
+    assert [bar.name for bar in fig.data] == ["bundled", "pretrained"]
+    for bar in fig.data:
+        assert list(bar.y) == ["a green star and a red<br>circle", "a red star and a green<br>circle"]  # whole
+        assert sum(bar.x) == pytest.approx(1.0, abs=1e-9)
+        p = float(bar.x[0])
+        verdict = ("cannot tell the two orders apart" if abs(p - 0.5) < tab.BAG_OF_WORDS else
+                   "picks the matching caption" if p > 0.5 else "picks the swapped caption")
+        assert f"**{bar.name}** {verdict} (P = {p:.0%}" in md
+    assert fig.layout.yaxis.automargin and fig.layout.title.text
+    assert "do not hold the same words" not in md
+    _, md = tab.word_order(None, "a red circle", "a blue square")
+    assert "do not hold the same words" in md
+    assert tab._verdict("m", 0.52, np.array([0.3, 0.29])).startswith("**m** cannot tell")
+    assert tab._verdict("m", 0.9, np.array([0.3, 0.2])).startswith("**m** picks the matching caption")
+    assert tab._verdict("m", 0.1, np.array([0.2, 0.3])).startswith("**m** picks the swapped caption")
+
+
 def test_temperature_rejects_a_tampered_matrix():
-    with pytest.raises(ValueError, match="Compute the similarity matrix first"):
-        tab.temperature(None, None, -1)
     with pytest.raises(ValueError, match="not numeric"):
         tab.temperature([["a", "b"]], ["x", "y"], -1)
     with pytest.raises(ValueError, match="at most 16"):
