@@ -40,6 +40,8 @@ async ([id, kind, what]) => {
     const el = document.querySelector(`#${what} input[type=range]`);
     el.value = String(Number(el.value) % Number(el.max) + 1);
     el.dispatchEvent(new Event('input', {bubbles: true}));
+  } else if (kind === 'radio') {  // the next choice of the radio group #what
+    document.querySelector(`#${what} input[type=radio]:not(:checked)`).click();
   } else {
     [...document.querySelectorAll('button')].find(b => b.innerText.trim() === what).click();
   }
@@ -274,12 +276,11 @@ def lens_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
                       "el.dispatchEvent(new Event('input', {bubbles: true})); }")
         page.wait_for_timeout(300)
 
-    new_scene = press("🎲 Random Shapes scene", 800)
-    rows = [("ViT relevance beside rollout (🧭)", p50(lambda: vit.relevance(image, vit.PREDICTED, "mean", 0.9,
-                                                                            "bundled"), 10)[0],
-             measure(page, "vit-relevance", "click", "🧭 Compare the three maps", repeats, new_scene), 150),
-            ("ViT logit lens (🔭)", p50(lambda: vit.logit_lens(image, "bundled"), 10)[0],
-             measure(page, "vit-lens", "plot", "🔭 Read the CLS token after every block", repeats, new_scene), 150)]
+    rows = [("ViT rollout beside relevance: head fusion changed",
+             p50(lambda: vit.relevance(image, vit.PREDICTED, "max", 0.9, "bundled"), 10)[0],
+             measure(page, "vit-rollout", "radio", "vit-fusion", repeats), 150),
+            ("ViT logit lens, from a new scene (🎲)", p50(lambda: vit.logit_lens(image, "bundled"), 10)[0],
+             measure(page, "vit-lens", "plot", "🎲 Random Shapes scene", repeats), 150)]
     page.get_by_role("tab", name="CLIP").click()
     page.wait_for_timeout(2000)
     press("🎲 Draw a random Shapes batch", 0)()
