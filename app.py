@@ -46,7 +46,7 @@ CSS = """
 .lab-present .gradio-container {--text-sm: 16px; --text-md: 19px; --text-lg: 22px; --text-xl: 26px;
   --block-label-text-size: 15px; --block-info-text-size: 15px; --prose-text-size: 19px; --button-large-text-size: 19px;
   --input-text-size: 18px;}
-.lab-present .tier, .lab-present .banner p + p {display: none;}
+.lab-present .tier, .lab-present .banner-details {display: none;}
 """ + common.FIGURE_CSS + clip_tab.CSS + blip_tab.CSS + diffusion_tab.CSS
 # Gradio 6.31 ships Source Sans Pro's semi-bold (600) as a 5 kB subset without most letters, so every heading, label
 # and button fell back letter by letter to another font. Its full bold (700) is the nearest face for 600 instead.
@@ -60,9 +60,9 @@ PRESENT_ON_LOAD_JS = ("() => { if (new URLSearchParams(location.search).has('pre
 HEAD = f'<script type="module">{(Path(__file__).parent / "demos" / "status_registry.js").read_text()}</script>'
 
 
-def banner() -> tuple[str, gr.Timer]:
-    """Markdown: a one-line summary (all that presentation mode shows), then, per family, the default tier and
-    whether it is loaded yet. The timer stops when every model is loaded or has failed."""
+def banner() -> tuple[str, str, gr.Timer]:
+    """Markdown: a one-line summary, and per family the default tier and whether it is loaded yet (shown folded,
+    and not at all in presentation mode). The timer stops when every model is loaded or has failed."""
     lines, ready, failed = [], 0, 0
     for family in FAMILIES:
         res = common.resolve(family, None)
@@ -72,10 +72,11 @@ def banner() -> tuple[str, gr.Timer]:
         lines.append(f"{icon} **{family}**: {common.tier_label(family, res)}"
                      + ("" if status == "ready" else f" *({status})*"))
     busy = ready + failed < len(FAMILIES)
+    tiers = sorted({common.resolve(family, None).tier for family in FAMILIES})
     summary = (f"⏳ **Loading models: {ready} of {len(FAMILIES)} ready**" if busy
-               else f"⚠️ **{failed} of {len(FAMILIES)} models failed to load**: see below" if failed
-               else f"✅ **All {len(FAMILIES)} models ready**")
-    return "\n\n".join([summary, *lines]), gr.Timer(active=busy)
+               else f"⚠️ **{failed} of {len(FAMILIES)} models failed to load**: see *Models in use*" if failed
+               else f"✅ **All {len(FAMILIES)} models ready** ({' and '.join(tiers)} tier)")
+    return summary, "\n\n".join(lines), gr.Timer(active=busy)
 
 
 def warm_up() -> None:
@@ -185,6 +186,9 @@ def build() -> gr.Blocks:
                         "Each tab runs a real model, step by step, on your image or a fresh Shapes scene.")
             present = gr.Button("📽️ Presentation mode", scale=0, min_width=200, size="sm")
         status = gr.Markdown("⏳ Loading models…", elem_classes="banner")
+        with gr.Accordion("Models in use: which tier each family runs, and why", open=False,
+                          elem_classes="banner-details"):
+            details = gr.Markdown()
         timer = gr.Timer(1.0)
         with gr.Tabs() as tabs:
             exports = {}
@@ -192,8 +196,8 @@ def build() -> gr.Blocks:
                 with gr.Tab(label, id=tab_id):
                     exports[tab_id] = module.build() or {}
         link_tabs(exports, tabs)
-        timer.tick(banner, outputs=[status, timer], api_visibility="private", queue=False)
-        demo.load(banner, outputs=[status, timer], api_visibility="private", queue=False)
+        timer.tick(banner, outputs=[status, details, timer], api_visibility="private", queue=False)
+        demo.load(banner, outputs=[status, details, timer], api_visibility="private", queue=False)
         present.click(None, js=PRESENT_JS)
         demo.load(None, js=PRESENT_ON_LOAD_JS)
     share_device(demo, settings.get().device_concurrency)

@@ -73,6 +73,24 @@ async ([id, what]) => {
   observer.disconnect();
   return null;
 }"""
+SLIDE_AND_READ = """
+async ([slider, id]) => {
+  // Move the slider #slider by one step (the input event arrow keys fire too), then time until the text of #id
+  // has changed: the loss, rewritten for the new temperature.
+  const root = document.querySelector(`#${id}`);
+  root.scrollIntoView({block: 'center'});
+  const before = root.innerText;
+  const el = document.querySelector(`#${slider} input[type=range]`);
+  const step = Number(el.step) || 1;
+  const t0 = performance.now();
+  el.value = String(Number(el.value) + (Number(el.value) + step > Number(el.max) ? -step : step));
+  el.dispatchEvent(new Event('input', {bubbles: true}));
+  while (performance.now() - t0 < 30000) {
+    if (root.innerText !== before) return performance.now() - t0;
+    await new Promise(r => setTimeout(r, 1));
+  }
+  return null;
+}"""
 CAPTION_TIMES = """
 async () => {
   const box = () => document.querySelector('#blip-caption-box .blip-caption');
@@ -288,6 +306,15 @@ def lens_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
     page.wait_for_timeout(2000)
     images = [shapes.render(s, 128) for s in [shapes.sample_scene(shapes.split_seed("test", i)) for i in range(8)]]
     texts = "\n".join(shapes.caption(shapes.sample_scene(shapes.split_seed("test", i))) for i in range(8))
+    held = clip.matrix([(im, None) for im in images], texts, -2.0, "bundled")[-2:]  # the S and texts the page keeps
+    tau = []
+    for _ in range(repeats):
+        tau.append(page.evaluate(SLIDE_AND_READ, ["clip-log-tau", "clip-loss"]))
+        page.wait_for_timeout(200)
+    if None in tau:
+        raise RuntimeError("the CLIP loss did not change within 30 s of a temperature move")
+    rows += [("CLIP τ moved one step (the loss rewritten)", p50(lambda: clip.temperature(*held, -1.5), 10)[0], tau,
+              100)]
     rows += [("CLIP modality gap (↔️)", p50(lambda: clip.gap([(im, None) for im in images], texts, "bundled"), 10)[0],
               measure(page, "clip-gap", "plot", "↔️ Measure the gap for the images and texts above", repeats,
                       press("🎲 Draw a random Shapes batch", 2500)), 150),

@@ -431,6 +431,13 @@ def model_log_tau(tier: str | None = None) -> float:
     return max(LOG_TAU_RANGE[0], min(LOG_TAU_RANGE[1], log_tau))
 
 
+def opening_log_tau(tier: str | None = None) -> float:
+    """model_log_tau on page load and on a tier change, when the model may still be loading: waits for it (outside
+    the device's queue), so that the matrix after it opens computed instead of failing."""
+    common.load(FAMILY, tier, wait=None)
+    return model_log_tau(tier)
+
+
 def rank_images(gallery, query: str, tier: str | None = None) -> list[tuple]:
     """Text -> image retrieval over the loaded images: the gallery's own items (files are served again, not
     re-encoded), sorted by cosine similarity to `query` and captioned with their rank, name and cosine."""
@@ -730,7 +737,8 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
         ui(temperature), *views, **PRIVATE)
     # on load and on a tier change: the model's τ first, then the matrix under it
     # (each step .success: a failure, say a model still loading, is reported once, not once per step)
-    opened = gr.on(None, ui(model_log_tau), [tier], [log_tau], **PRIVATE).success(ui(matrix), *matrix_io, **PRIVATE)
+    opened = gr.on(None, ui(opening_log_tau, on_device=False), [tier], [log_tau], **PRIVATE).success(
+        ui(matrix), *matrix_io, **PRIVATE)
     rank_io = ([gallery, query, tier], [ranked])
     gr.on([rank_btn.click, query.submit], ui(rank_images), *rank_io, api_name="clip_rank", **LIVE)
     gallery.change(ui(rank_images), *rank_io, **PRIVATE, **LIVE)

@@ -3,8 +3,7 @@
 `load_image` is the single entry point for every upload the app receives
 (path, bytes, file object, PIL image or numpy array). It always returns an
 RGB uint8 PIL image within the size limits below, or raises `ValueError`
-with a message a workshop participant can act on. `to_array` turns that
-image into an (H, W, 3) uint8 array for the model code.
+with a message a workshop participant can act on.
 """
 
 from __future__ import annotations
@@ -66,11 +65,6 @@ def load_image(
 
     img = _to_rgb(img)
     return _downscale(img, max_side)
-
-
-def to_array(img: Image.Image) -> np.ndarray:
-    """Return `img` as a writable (H, W, 3) uint8 array."""
-    return np.array(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
 
 
 def _open_and_decode(

@@ -148,7 +148,7 @@ def test_hub_unreachable_falls_back_to_bundled_within_two_seconds_and_the_banner
     monkeypatch.setattr(models, "_HUBS", {})
     try:
         t0 = time.perf_counter()
-        text, _ = app.banner()
+        _, text, _ = app.banner()
         seconds = time.perf_counter() - t0
     finally:
         never.set()
@@ -205,21 +205,22 @@ def test_a_full_queue_answers_at_once_and_the_room_is_served_after(monkeypatch, 
 
 
 def test_the_banner_opens_with_a_one_line_summary_and_stops_its_timer_when_all_are_settled(monkeypatch):
-    """Presentation mode shows only the banner's first paragraph, so it must summarise every family."""
+    """Presentation mode shows only the banner's summary line, so it must summarise every family."""
     import app
     from mmcore import models
 
     states = dict.fromkeys(app.FAMILIES, "ready")
     monkeypatch.setattr(models.CACHE, "status", lambda family, tier: states[family])
-    text, timer = app.banner()
-    assert text.split("\n\n")[0] == f"✅ **All {len(app.FAMILIES)} models ready**" and not timer.active
+    summary, details, timer = app.banner()
+    assert summary.startswith(f"✅ **All {len(app.FAMILIES)} models ready**") and not timer.active
+    assert len(details.split("\n\n")) == len(app.FAMILIES)
     states["clip"] = "loading"
-    text, timer = app.banner()
-    assert text.split("\n\n")[0] == f"⏳ **Loading models: {len(app.FAMILIES) - 1} of {len(app.FAMILIES)} ready**"
+    summary, _, timer = app.banner()
+    assert summary == f"⏳ **Loading models: {len(app.FAMILIES) - 1} of {len(app.FAMILIES)} ready**"
     assert timer.active
     states["clip"] = "failed: clip-shapes/model.safetensors is damaged"
-    text, timer = app.banner()
-    assert text.startswith("⚠️ **1 of") and not timer.active and len(text.split("\n\n")) == len(app.FAMILIES) + 1
+    summary, details, timer = app.banner()
+    assert summary.startswith("⚠️ **1 of") and not timer.active and "is damaged" in details
 
 
 def test_the_theme_serves_only_complete_font_files():

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from demos import clip as tab
+from demos import common
 from mmcore import clip as C
 from mmcore import shapes
 
@@ -315,3 +316,18 @@ def test_a_batch_larger_than_the_cache_is_encoded_whole(batch, monkeypatch):
     assert whole.shape[0] == 4 and len(C._EMBEDDINGS) == 2
     torch.testing.assert_close(whole[0], C.encode_images(bundle, images[:1])[0])
     assert C.encode_texts(bundle, texts.splitlines()).shape[0] == 4
+
+
+def test_on_page_load_the_tab_waits_for_a_model_still_loading(monkeypatch):
+    """The first event of the opening chain waits for the model (a bounded wait would end in a "still loading" error
+    and leave the tab empty), and runs outside the device queue, where a wait would hold a slot."""
+    waits = []
+    real = common.load
+    monkeypatch.setattr(common, "load", lambda family, tier, wait=common.LOAD_WAIT_S: (waits.append(wait),
+                                                                                       real(family, tier))[1])
+    assert tab.opening_log_tau("bundled") == tab.model_log_tau("bundled")
+    assert waits[0] is None
+    with gr.Blocks() as demo:
+        tab.build()
+    opening = [fn for fn in demo.fns.values() if getattr(fn.fn, "__wrapped__", None) is tab.opening_log_tau]
+    assert opening and all(fn.fn.on_device is False for fn in opening)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmcore.images import MAX_SIDE, MIN_SIDE, load_image, to_array
+from mmcore.images import MAX_SIDE, MIN_SIDE, load_image
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -51,7 +51,7 @@ def _assert_rgb(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
     assert isinstance(img, Image.Image)
     assert img.mode == "RGB"
     assert img.size == size
-    arr = to_array(img)
+    arr = np.asarray(img)
     assert arr.dtype == np.uint8
     assert arr.shape == (size[1], size[0], 3)
     return arr

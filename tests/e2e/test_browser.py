@@ -86,7 +86,9 @@ def _status(url: str) -> int:
 def test_tabs_are_there_and_banner_names_tiers(page):
     for name in ("ViT", "CLIP", "BLIP", "Latent diffusion"):
         assert page.get_by_role("tab", name=name).count() == 1
-    page.get_by_text("vit-shapes").first.wait_for(timeout=60_000)
+    page.get_by_text("models ready").first.wait_for(timeout=60_000)
+    page.get_by_text("Models in use").first.click()  # the folded details name each family's model
+    page.get_by_text("vit-shapes").first.wait_for(timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=False)
 
 
@@ -188,9 +190,12 @@ WATCH_CAPTION = """
 def test_blip_streams_a_caption_and_shows_where_a_word_looked(page):
     page.get_by_role("tab", name="BLIP").click()
     page.get_by_label("scene seed (−1 = random)").locator("visible=true").fill("7")  # two objects to swap
+    run = "() => document.querySelector('#blip-caption-box .blip-caption')?.dataset.run"
+    before = page.evaluate(run)
     page.get_by_role("button", name="🎲 Random Shapes scene").click()
     page.locator("text=Ground truth >> visible=true").first.wait_for(timeout=30_000)
-    page.locator("text=/tokens, (ended|stopped)/ >> visible=true").first.wait_for(timeout=60_000)  # the scene's own
+    page.wait_for_function(f"b => ({run})() !== b && !document.querySelector('#blip-caption-box .blip-cursor')",
+                           arg=before, timeout=60_000)  # the new scene's own caption, finished
     page.evaluate(WATCH_CAPTION)
     page.get_by_role("button", name="✍️ Caption").click()
     page.wait_for_function("() => { const s = window.__captionStates; return s.some(([, cursor]) => cursor) "
@@ -264,7 +269,7 @@ def test_presentation_mode_enlarges_text_and_hides_the_tier_controls(page):
         page.wait_for_timeout(300)
         assert page.evaluate("() => document.body.classList.contains('lab-present')")
         assert size() > before and not page.locator(".tier").first.is_visible()
-        assert page.locator(".banner p").nth(1).is_hidden() and "models" in page.locator(".banner p").first.inner_text()
+        assert page.locator(".banner-details").is_hidden() and "models" in page.locator(".banner").first.inner_text()
         page.screenshot(path=str(ARTIFACTS / "presentation.png"), full_page=False)
     finally:
         button.click()
@@ -288,6 +293,31 @@ def test_dark_mode_keeps_the_banner_and_plot_text_readable(url, page):
     finally:
         dark.close()
 
+
+
+@pytest.mark.parametrize("tab", ["ViT", "CLIP"])
+@pytest.mark.parametrize("width, height", [(1366, 768), (390, 844)])
+def test_laptop_and_phone_widths_show_whole_pictures(url, page, tab, width, height):
+    """At a laptop's and a phone's width the tab opens computed, nothing scrolls sideways, and no picture is cut off
+    at the right edge. Screenshots of the first screens land in artifacts/ (docs/ keeps a copy)."""
+    view = page.context.browser.new_page(viewport={"width": width, "height": height})
+    try:
+        view.goto(url, wait_until="load", timeout=90_000)
+        view.get_by_role("tab", name=tab).click()
+        view.locator(".js-plotly-plot .main-svg >> visible=true").first.wait_for(timeout=90_000)
+        view.wait_for_timeout(4000)
+        view.evaluate("() => document.querySelector('[role=tablist]').scrollIntoView()")  # the tab, not the banner
+        view.wait_for_timeout(500)
+        overflow = view.evaluate("() => document.scrollingElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"the page scrolls {overflow} px sideways"
+        cut = view.evaluate("""() => [...document.querySelectorAll('img, .js-plotly-plot')]
+            .filter(el => el.offsetParent !== null && el.getBoundingClientRect().width > 0)
+            .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+            .map(el => el.closest('[id]')?.id || el.tagName)""")
+        assert not cut, f"cut at the right edge: {cut}"
+        view.screenshot(path=str(ARTIFACTS / f"{tab.lower()}-{width}.png"), full_page=False)
+    finally:
+        view.close()
 
 def test_only_assets_are_served(url):
     assert _status(f"{url}/gradio_api/file={ROOT / 'assets' / 'images' / 'chelsea.jpg'}") == 200
