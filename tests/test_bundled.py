@@ -10,6 +10,7 @@ import mmcore.blip as B
 import mmcore.blip2 as B2
 import mmcore.clip as C
 import mmcore.diffusion as D
+import mmcore.ldm  # noqa: F401  (registers the ldm family)
 import mmcore.vit as V
 from mmcore import models, shapes
 
