@@ -361,11 +361,13 @@ def main() -> None:
     rows = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1366, "height": 900})
-        page.goto(f"http://127.0.0.1:{port}", wait_until="load", timeout=90_000)
-        for tab in args.tabs:
+        for tab in args.tabs:  # each tab's rows on a page of its own, opened as a student opens the app
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}", wait_until="load", timeout=90_000)
+            page.wait_for_timeout(3000)  # the page's on-load events
             rows += {"lenses": lens_rows, "diffusion": diffusion_rows, "blip": blip_rows, "blip2": blip2_rows,
                      "reverse": reverse_rows}[tab](page, args.repeats)
+            page.close()
         browser.close()
     demo.close()
     print(f"bundled tier, {args.repeats} repeats, Chromium headless on this machine")
