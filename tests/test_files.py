@@ -160,18 +160,25 @@ def test_a_file_path_sent_to_the_api_is_never_read(server):
         assert stream.startswith("event: error") and "patches" not in stream, (path, stream[:300])
 
 
+def _start_upload(port: int, announced: int, filename: str) -> socket.socket:
+    """A connection to the upload route that has announced a multipart body of `announced` bytes and sent only its
+    headers and the file part's own header; the caller sends (or withholds) the rest."""
+    boundary = "lab-boundary"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename}"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {announced}\r\n"
+              f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + part)
+    return s
+
+
 @pytest.mark.slow
 def test_an_upload_over_the_limit_is_refused_before_it_is_written(server):
     """A 64 MB upload is announced and 12 MB sent: the server answers 413 without waiting for the rest, and keeps
     no part of it."""
     port, _, gradio_tmp, tmp = server
     before = _files(gradio_tmp, tmp)
-    boundary = "lab-boundary"
-    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n'
-            "Content-Type: image/png\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {64 << 20}\r\n"
-                  f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + part)
+    with _start_upload(port, 64 << 20, "big.png") as s:
         chunk = b"\x89PNG" + bytes(1 << 20)
         try:
             for _ in range(12):
@@ -191,18 +198,14 @@ def test_an_upload_abandoned_mid_body_leaves_nothing_behind(server):
     """A 4 MB upload (under the limit) is announced, 1 MB sent, and the connection closed: the partial file goes."""
     port, _, gradio_tmp, tmp = server
     before = _files(gradio_tmp, tmp)
-    boundary = "lab-boundary"
-    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="half.png"\r\n'
-            "Content-Type: image/png\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {4 << 20}\r\n"
-                  f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + part)
+    with _start_upload(port, 4 << 20, "half.png") as s:
         s.sendall(b"\x89PNG" + bytes(1 << 20))
         time.sleep(1.0)  # the server has written the first megabyte to a temporary file
     deadline = time.monotonic() + 10
     while _files(gradio_tmp, tmp) != before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _files(gradio_tmp, tmp) == before, "the partial upload was kept"
+
 
 @pytest.mark.slow
 def test_a_clean_stop_deletes_every_file_the_requests_made(server, tmp_path):
