@@ -63,19 +63,19 @@ HEAD = f'<script type="module">{(Path(__file__).parent / "demos" / "status_regis
 def banner() -> tuple[str, str, gr.Timer]:
     """Markdown: a one-line summary, and per family the default tier and whether it is loaded yet (shown folded,
     and not at all in presentation mode). The timer stops when every model is loaded or has failed."""
-    lines, ready, failed = [], 0, 0
+    lines, tiers, ready, failed = [], set(), 0, 0
     for family in FAMILIES:
         res = common.resolve(family, None)
+        tiers.add(res.tier)
         status = models.CACHE.status(family, res.tier)
         ready, failed = ready + (status == "ready"), failed + (status not in ("ready", "loading", "not loaded"))
         icon = {"ready": "✅", "loading": "⏳", "not loaded": "⏳"}.get(status, "⚠️")
         lines.append(f"{icon} **{family}**: {common.tier_label(family, res)}"
                      + ("" if status == "ready" else f" *({status})*"))
     busy = ready + failed < len(FAMILIES)
-    tiers = sorted({common.resolve(family, None).tier for family in FAMILIES})
     summary = (f"⏳ **Loading models: {ready} of {len(FAMILIES)} ready**" if busy
                else f"⚠️ **{failed} of {len(FAMILIES)} models failed to load**: see *Models in use*" if failed
-               else f"✅ **All {len(FAMILIES)} models ready** ({' and '.join(tiers)} tier)")
+               else f"✅ **All {len(FAMILIES)} models ready** ({' and '.join(sorted(tiers))} tier)")
     return summary, "\n\n".join(lines), gr.Timer(active=busy)
 
 

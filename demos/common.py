@@ -29,9 +29,8 @@ PHOTO_NOTE = ("Real photos belong to the **pretrained** tier. The bundled models
 
 GRID = "rgba(128, 128, 128, 0.25)"  # reads on a light and on a dark page
 FIGURE_CSS = """
-.dark .js-plotly-plot :is(.xtick, .ytick, .g-gtitle, .g-xtitle, .g-ytitle, .legendtext, .cbaxis, .annotation-text,
-  .colorbar .cbtitle) text,
-.dark .js-plotly-plot .annotation-text, .dark .js-plotly-plot .legendtext {fill: var(--body-text-color) !important;}
+.dark .js-plotly-plot :is(.xtick, .ytick, .g-gtitle, .g-xtitle, .g-ytitle, .cbaxis, .colorbar .cbtitle) text,
+.dark .js-plotly-plot :is(.annotation-text, .legendtext) {fill: var(--body-text-color) !important;}
 .dark .js-plotly-plot .legend .bg {fill: transparent !important;}
 """
 

@@ -212,7 +212,7 @@ def test_the_banner_opens_with_a_one_line_summary_and_stops_its_timer_when_all_a
     states = dict.fromkeys(app.FAMILIES, "ready")
     monkeypatch.setattr(models.CACHE, "status", lambda family, tier: states[family])
     summary, details, timer = app.banner()
-    assert summary.startswith(f"✅ **All {len(app.FAMILIES)} models ready**") and not timer.active
+    assert summary == f"✅ **All {len(app.FAMILIES)} models ready** (bundled tier)" and not timer.active
     assert len(details.split("\n\n")) == len(app.FAMILIES)
     states["clip"] = "loading"
     summary, _, timer = app.banner()
