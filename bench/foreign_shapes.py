@@ -32,7 +32,7 @@ PALETTE = {
 }
 COLORS = tuple(PALETTE)
 STYLES = ("fill", "outline", "fill+border")
-DRAWINGS = Path(__file__).resolve().parents[1] / "assets" / "drawings"  # drawn by hand-held strokes, labelled in CSV
+DRAWINGS = Path(__file__).resolve().parents[1] / "assets" / "drawings"  # see bench/mouse_drawings.py; labels.csv
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,18 @@ def test_a_vit_becomes_blips_image_encoder_exactly(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(blip(pixel_values=x).last_hidden_state, vit.vit(pixel_values=x).last_hidden_state,
                                    atol=1e-5, rtol=1e-4)
+
+
+def test_world_both_renders_half_of_each_world_on_their_own_seeds():
+    from mmcore import shapes
+    from mmcore.train.common import world_batch, world_words
+
+    images, scenes = world_batch("train", 6, 32, "both", one_large=True)
+    assert images.shape == (6, 32, 32, 3)
+    classic = [shapes.sample_scene(shapes.split_seed("train", i), one_large=True, world="classic") for i in range(3)]
+    wide = [shapes.sample_scene(shapes.split_seed("train", i), one_large=True, world="wide") for i in range(3, 6)]
+    assert scenes == classic + wide
+    assert [s.objects for s in world_batch("val", 4, 32, "wide")[1]] == \
+        [shapes.sample_scene(shapes.split_seed("val", i), world="wide").objects for i in range(4)]
+    assert world_words("both") == "classic and wide Shapes worlds (half each)"
+    assert world_words("wide") == "wide Shapes world"

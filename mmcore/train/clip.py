@@ -20,7 +20,17 @@ from safetensors.torch import load_file, save_file
 
 from mmcore import shapes
 from mmcore.clip import BUNDLED_CONFIG
-from mmcore.train.common import Clock, arguments, log, normalise, seed_everything, warmup_cosine, write_model_card
+from mmcore.train.common import (
+    Clock,
+    arguments,
+    log,
+    normalise,
+    seed_everything,
+    warmup_cosine,
+    world_batch,
+    world_words,
+    write_model_card,
+)
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "clip-shapes"
 
@@ -28,7 +38,7 @@ OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "clip-shapes"
 def make_split(split: str, n: int, size: int, tokenizer,
                world: str = "wide") -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
     """Images (n, 3, size, size) uint8; per scene, the tokens of every phrasing (k, L); canonical captions."""
-    images, scenes = shapes.batch(split, 0, n, size, world=world)
+    images, scenes = world_batch(split, n, size, world)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     tokens = [tokenizer(shapes.captions(s)) for s in scenes]
     return x, tokens, [shapes.caption(s) for s in scenes]
@@ -123,7 +133,7 @@ def main() -> None:
         command="python -m mmcore.train clip " + " ".join(sys.argv[1:]), seed=args.seed, minutes=clock.minutes,
         metrics={**metrics, "eval_scenes_per_split": args.eval_scenes},
         config={**BUNDLED_CONFIG["model_cfg"], "parameters": n_params},
-        data=f"{args.train_scenes} train scenes of the {args.world} Shapes world (seeds {shapes.SPLITS['train']}+), "
+        data=f"{args.train_scenes} train scenes of the {world_words(args.world)} (seeds {shapes.SPLITS['train']}+), "
              f"{size} px, 1-3 objects, each "
              "step with one random phrasing of its caption. The train split never shows the colour-shape pairs "
              f"{sorted(shapes.HELD_OUT_PAIRS)}; the composition split always contains one."

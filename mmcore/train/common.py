@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmcore import shapes
+
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; returns a torch generator for data order."""
@@ -91,7 +93,8 @@ def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path, b
     ap.add_argument("--train-scenes", type=int, default=train_scenes)
     ap.add_argument("--eval-scenes", type=int, default=eval_scenes)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--world", default=world, help=f"the Shapes world to train on: wide or classic ({world})")
+    ap.add_argument("--world", default=world,
+                    help=f"the Shapes world to train on: wide, classic, or both (half of each) ({world})")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (the machine has 2; other trainers share it)")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from these saved weights (a bundled model folder) rather than a random init")
@@ -99,8 +102,8 @@ def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path, b
     for flag, kwargs in extra or []:  # a trainer's own options
         ap.add_argument(flag, **kwargs)
     args = ap.parse_args()
-    if args.world not in ("wide", "classic"):
-        ap.error(f"--world must be wide or classic, got {args.world!r}")
+    if args.world not in (*shapes.WORLDS, "both"):
+        ap.error(f"--world must be wide, classic or both, got {args.world!r}")
     torch.set_num_threads(args.threads)
     return args
 
@@ -110,6 +113,22 @@ def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sche
     warmup = max(1, steps // 20)
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+
+
+def world_batch(split: str, n: int, size: int, world: str, **scene_kwargs) -> tuple[np.ndarray, list[shapes.Scene]]:
+    """Scenes 0..n-1 of `split` rendered in `world`; "both" renders the first half in the classic world and the second
+    half (the next seeds) in the wide one."""
+    if world != "both":
+        return shapes.batch(split, 0, n, size, world=world, **scene_kwargs)
+    half = n // 2
+    a, sa = shapes.batch(split, 0, half, size, world="classic", **scene_kwargs)
+    b, sb = shapes.batch(split, half, n - half, size, world="wide", **scene_kwargs)
+    return np.concatenate([a, b]), sa + sb
+
+
+def world_words(world: str) -> str:
+    """How a model card names the world a model trained on."""
+    return "classic and wide Shapes worlds (half each)" if world == "both" else f"{world} Shapes world"
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:

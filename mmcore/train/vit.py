@@ -17,7 +17,17 @@ import torch.nn.functional as F
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
 from mmcore import shapes
-from mmcore.train.common import Clock, arguments, log, normalise, seed_everything, warmup_cosine, write_model_card
+from mmcore.train.common import (
+    Clock,
+    arguments,
+    log,
+    normalise,
+    seed_everything,
+    warmup_cosine,
+    world_batch,
+    world_words,
+    write_model_card,
+)
 from mmcore.vit import BUNDLED_CONFIG
 
 OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "vit-shapes"
@@ -25,7 +35,7 @@ OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "vit-shapes"
 
 def make_split(split: str, n: int, size: int, world: str = "wide") -> tuple[torch.Tensor, torch.Tensor]:
     """Images as uint8 tensors (n, 3, size, size), and the largest object's shape index (n,)."""
-    images, scenes = shapes.batch(split, 0, n, size, one_large=True, world=world)
+    images, scenes = world_batch(split, n, size, world, one_large=True)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     y = torch.tensor([shapes.SHAPES.index(shapes.largest(s).shape) for s in scenes])
     return x, y
@@ -108,7 +118,7 @@ def main() -> None:
         command="python -m mmcore.train vit " + " ".join(sys.argv[1:]), seed=args.seed, minutes=clock.minutes,
         metrics=metrics,
         config={**BUNDLED_CONFIG, "parameters": n_params},
-        data=f"{args.train_scenes} train scenes of the {args.world} Shapes world (seeds {shapes.SPLITS['train']}+), "
+        data=f"{args.train_scenes} train scenes of the {world_words(args.world)} (seeds {shapes.SPLITS['train']}+), "
              f"{size} px, 1-3 objects with exactly one clearly largest; random turns by multiples of 90 degrees and "
              "mirror flips" + (f"; fine-tuned from {args.init}" if args.init else "") + ". Validation and test "
              "use their own seed ranges; the test split is scored in both worlds.")
