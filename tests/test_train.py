@@ -38,6 +38,7 @@ def test_trainer_writes_loadable_weights_and_a_card(family, tmp_path, monkeypatc
         torch.testing.assert_close(vqa.model.vision_model.state_dict(), bundle.model.vision_model.state_dict())
         torch.testing.assert_close(itm.model.text_encoder.state_dict(), vqa.model.text_encoder.state_dict())
         assert "caption_accuracy_classic" in metrics and (out / "tokenizer.json").exists()
+        assert 0.0 <= metrics["itm_binding_accuracy_classic"] <= 1.0
     if family == "blip2":  # the image encoder starts from the bundled BLIP's
         assert "caption_accuracy_composition_classic" in metrics and bundle.k == B2.NUM_QUERIES
         assert "blip-shapes-caption" in card
@@ -104,3 +105,16 @@ def test_world_both_renders_half_of_each_world_on_their_own_seeds():
         [shapes.sample_scene(shapes.split_seed("val", i), world="wide").objects for i in range(4)]
     assert world_words("both") == "classic and wide Shapes worlds (half each)"
     assert world_words("wide") == "wide Shapes world"
+
+
+def test_blip_split_holds_each_scenes_colour_swapped_caption(tmp_path):
+    from mmcore import shapes
+    from mmcore.train import blip as TB
+
+    tokenizer = B.build_tokenizer(tmp_path)
+    split = TB.make_split("test", 40, 32, tokenizer, "classic")
+    swaps = [shapes.swapped_caption(s) for s in split["scenes"]]
+    assert split["has_swap"].tolist() == [w is not None for w in swaps] and 0 < sum(split["has_swap"]) < 40
+    for i, w in enumerate(swaps):
+        text = tokenizer.decode(split["swapped"][i], skip_special_tokens=True)
+        assert text == (w if w else tokenizer.decode(split["false"][i], skip_special_tokens=True))

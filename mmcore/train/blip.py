@@ -59,6 +59,7 @@ def make_split(split: str, n: int, size: int, tokenizer, world: str, seed: int =
     caption = [shapes.caption(s) for s in scenes]
     phrasing = [str(rng.choice(shapes.captions(s))) for s in scenes]
     false = [str(rng.choice(altered_captions(s, rng))) for s in scenes]
+    swapped = [shapes.swapped_caption(s) for s in scenes]  # None where no two objects differ in colour and shape
     qs, answers, owner = [], [], []
     for i, s in enumerate(scenes):
         for q, a in shapes.questions(s):
@@ -66,6 +67,8 @@ def make_split(split: str, n: int, size: int, tokenizer, world: str, seed: int =
     L = 24
     return dict(x=x, scenes=scenes, caption=tokenize(tokenizer, caption, L), phrasing=tokenize(tokenizer, phrasing, L),
                 false=tokenize(tokenizer, false, L), questions=tokenize(tokenizer, qs, L),
+                swapped=tokenize(tokenizer, [w or f for w, f in zip(swapped, false)], L),
+                has_swap=torch.tensor([w is not None for w in swapped]),
                 answers=torch.tensor(tokenizer.convert_tokens_to_ids(answers)), owner=torch.tensor(owner),
                 first_question=torch.tensor(np.searchsorted(owner, np.arange(n))),
                 n_questions=torch.bincount(torch.tensor(owner), minlength=n))
@@ -127,7 +130,8 @@ def build_models(config, init: Path | None = None, vision_init: Path | None = No
     return cap, vqa, itm
 
 
-def losses(cap, vqa, itm, batch: dict, idx: torch.Tensor, gen: torch.Generator, ids: dict) -> dict[str, torch.Tensor]:
+def losses(cap, vqa, itm, batch: dict, idx: torch.Tensor, gen: torch.Generator, ids: dict,
+           swap_share: float = 0.0) -> dict[str, torch.Tensor]:
     pad, dec = ids["pad"], ids["dec"]
     memory = cap.vision_model(pixel_values=normalise(batch["x"][idx])).last_hidden_state  # (B, 1 + n, d)
     n = len(idx)
@@ -150,6 +154,9 @@ def losses(cap, vqa, itm, batch: dict, idx: torch.Tensor, gen: torch.Generator, 
     other = batch["caption"][idx.roll(1)]
     hard = torch.rand(n, generator=gen) < 0.5
     false = torch.where(hard[:, None], batch["false"][idx], other)
+    if swap_share > 0:  # more of the negatives a bag of words cannot refuse: the same words, colours swapped
+        swap = (torch.rand(n, generator=gen) < swap_share) & batch["has_swap"][idx]
+        false = torch.where(swap[:, None], batch["swapped"][idx], false)
     texts = trim(torch.cat([batch["caption"][idx], false]), pad)
     t_mask = (texts != pad).long()
     fused = itm.text_encoder(input_ids=texts, attention_mask=t_mask,
@@ -184,16 +191,32 @@ def evaluate(cap, vqa, itm, split: dict, tokenizer, ids: dict, n: int = 512) -> 
     q = split["questions"][first]
     out = vqa.generate(input_ids=q, pixel_values=x, attention_mask=(q != ids["pad"]).long(), max_new_tokens=3)
     vqa_acc = float((out[:, 1] == split["answers"][first]).float().mean())
+    has = split["has_swap"][:n]
+    memory = itm.vision_model(pixel_values=x[has]).last_hidden_state
+
+    def match(texts: torch.Tensor) -> torch.Tensor:
+        t = trim(texts, ids["pad"])
+        fused = itm.text_encoder(input_ids=t, attention_mask=(t != ids["pad"]).long(),
+                                 encoder_hidden_states=memory).last_hidden_state
+        return itm.itm_head(fused[:, 0]).softmax(-1)[:, 1]
+
+    scores = {"caption_accuracy": cap_acc, "vqa_first_question_accuracy": vqa_acc}
+    if has.any():  # the true caption above its colour-swapped twin
+        scores["itm_binding_accuracy"] = float((match(split["caption"][:n][has])
+                                                 > match(split["swapped"][:n][has])).float().mean())
     for m in (cap, vqa, itm):
         m.train()
-    return {"caption_accuracy": cap_acc, "vqa_first_question_accuracy": vqa_acc}
+    return scores
 
 
 def main() -> None:
     args = arguments(__doc__, steps=6000, lr=5e-4, eval_scenes=1_000, out=OUT, batch_size=64, train_scenes=40_000,
                      extra=[("--vision-init", dict(
                          type=Path, default=None,
-                         help="start the image encoder from this bundled ViT folder, e.g. assets/models/vit-shapes"))])
+                         help="start the image encoder from this bundled ViT folder, e.g. assets/models/vit-shapes")),
+                           ("--swap-share", dict(
+                               type=float, default=0.0,
+                               help="share of ITM negatives replaced by the colour-swapped caption where one exists"))])
     clock = Clock()
     gen = seed_everything(args.seed)
     folder = args.out
@@ -217,7 +240,7 @@ def main() -> None:
     best, best_state = -1.0, None
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(train["x"]), (args.batch_size,), generator=gen)
-        parts = losses(cap, vqa, itm, train, idx, gen, ids)
+        parts = losses(cap, vqa, itm, train, idx, gen, ids, args.swap_share)
         loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -280,8 +303,10 @@ def save(cap, vqa, itm, tokenizer, caption_folder: Path, args, clock: Clock, con
                  f"{shapes.SPLITS['train']}+), {config.vision_config.image_size} px, 1-3 objects. Captions: the "
                  "canonical caption (objects left to right). VQA: one random question per scene per step (colour, "
                  "shape, count, existence, relation). ITM: the caption against a false caption (half hard "
-                 "negatives: colours swapped, or one colour or shape changed; half another scene's caption), all in "
-                 "the canonical form. ITC: a random true phrasing against the batch. "
+                 "negatives: colours swapped, or one colour or shape changed; half another scene's caption)"
+                 + (f", then {args.swap_share:.0%} of all negatives replaced by the colour-swapped caption where the "
+                    "scene has one" if args.swap_share else "")
+                 + ", all in the canonical form. ITC: a random true phrasing against the batch. "
                  "The train split never shows the colour-shape pairs "
                  f"{sorted(shapes.HELD_OUT_PAIRS)}; the composition split always contains one."
                  + (f" Training continued from the weights in {args.init}." if args.init else "")
