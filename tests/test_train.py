@@ -118,3 +118,24 @@ def test_blip_split_holds_each_scenes_colour_swapped_caption(tmp_path):
     for i, w in enumerate(swaps):
         text = tokenizer.decode(split["swapped"][i], skip_special_tokens=True)
         assert text == (w if w else tokenizer.decode(split["false"][i], skip_special_tokens=True))
+
+
+@pytest.mark.slow
+def test_a_locked_text_tower_is_left_bit_for_bit(tmp_path, monkeypatch):
+    """The latent-diffusion model's prompt encoder is a copy of the bundled CLIP's text tower: retraining the CLIP with
+    --lock-text moves the image tower only."""
+    from safetensors.torch import load_file
+
+    from mmcore.train import clip as TC
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out, extra in ((first, []), (second, ["--init", str(first), "--lock-text", "--lr", "1e-2"])):
+        monkeypatch.setattr(sys, "argv", ["train", "--steps", "3", "--batch-size", "8", "--train-scenes", "32",
+                                          "--eval-scenes", "32", "--world", "classic", "--out", str(out), *extra])
+        TC.main()
+    torch.set_num_threads(2)
+    a, b = load_file(first / "open_clip_model.safetensors"), load_file(second / "open_clip_model.safetensors")
+    text = [k for k in a if not k.startswith("visual.") and k != "logit_scale"]
+    assert len(text) > 10 and all(torch.equal(a[k], b[k]) for k in text)
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("visual."))
+    assert "text tower was locked" in (second / "MODEL_CARD.md").read_text()

@@ -63,7 +63,9 @@ def recall_at_1(model: open_clip.CLIP, x: torch.Tensor, texts: list[str], tokeni
 
 
 def main() -> None:
-    args = arguments(__doc__, steps=3000, lr=5e-4, eval_scenes=2_048, out=OUT)
+    args = arguments(__doc__, steps=3000, lr=5e-4, eval_scenes=2_048, out=OUT, extra=[("--lock-text", dict(
+        action="store_true", help="freeze the text tower (the latent-diffusion model's prompt encoder is a copy of it) "
+                                  "and train the image tower and the temperature to meet it"))])
     clock = Clock()
     gen = seed_everything(args.seed)
 
@@ -79,10 +81,14 @@ def main() -> None:
         state = load_file(args.init / "open_clip_model.safetensors")
         model.load_state_dict({k: v.float() for k, v in state.items()})
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{n_params / 1e6:.2f} M parameters", flush=True)
+    if args.lock_text:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("visual.") or name == "logit_scale")
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    print(f"{n_params / 1e6:.2f} M parameters, {sum(p.numel() for _, p in trainable) / 1e6:.2f} M trained", flush=True)
     loss_fn = open_clip.ClipLoss()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    decay = [p for n, p in trainable if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in trainable if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = warmup_cosine(opt, args.steps)
@@ -137,6 +143,9 @@ def main() -> None:
              f"{size} px, 1-3 objects, each "
              "step with one random phrasing of its caption. The train split never shows the colour-shape pairs "
              f"{sorted(shapes.HELD_OUT_PAIRS)}; the composition split always contains one."
+             + (" The text tower was locked (frozen): only the image tower and the temperature trained, so the "
+                "latent-diffusion model's prompt encoder, a copy of this text tower, stays exact."
+                if args.lock_text else "")
              + (f" Fine-tuned from {args.init}." if args.init else ""))
     print(f"saved {args.out}", flush=True)
 
