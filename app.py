@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect
 import mmcore.blip2  # noqa: F401  (registers blip2, whose section the BLIP tab builds lazily, for the banner)
 from demos import blip as blip_tab
 from demos import clip as clip_tab
-from demos import common
+from demos import common, denoise
 from demos import diffusion as diffusion_tab
 from demos import vit as vit_tab
 from mmcore import models, settings
@@ -86,6 +86,10 @@ def warm_up() -> None:
             common.load(family, None, wait=None)
         except Exception as exc:  # the banner shows the failure; the tab will raise it again on use
             print(f"[warm-up] {family}: {exc}", flush=True)
+    try:
+        denoise.warm_compiled()
+    except Exception as exc:  # then the first click pays for the compile
+        print(f"[warm-up] compiling the diffusion loop: {exc}", flush=True)
 
 
 def atomic_image_cache() -> None:

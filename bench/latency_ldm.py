@@ -6,7 +6,11 @@
 - one step of a Stable-Diffusion-1.5-sized UNet (random init, the real architecture) at 512 px with guidance, plus a
   TAESD-sized preview decode, on this machine's device.
 
-    python bench/latency_ldm.py [--repeats 5] [--skip-sd] [--sd-loop]
+    python bench/latency_ldm.py [--repeats 5] [--skip-sd] [--skip-handler] [--sd-loop [--levers]]
+
+On a GPU, `--sd-loop --levers` times the 25-step loop eager, with channels-last memory, and compiled
+(torch.compile "reduce-overhead": Inductor kernels replayed as CUDA graphs), through mmcore.ldm.accelerate, which
+the tab uses; it also prints the compile's one-off warm-up time.
 
 Click -> rendered in the browser is measured by bench/browser_latency.py.
 """
@@ -27,7 +31,6 @@ import time
 import torch
 from timing import p50, row
 
-from demos import denoise
 from mmcore import ldm, models
 
 
@@ -35,7 +38,7 @@ def stats(ms: list[float]) -> tuple[float, float, float]:
     return statistics.median(ms), min(ms), max(ms)
 
 
-def bundled(repeats: int) -> None:
+def bundled(repeats: int, handler: bool = True) -> None:
     bundle = models.load("ldm", "bundled")
     req = ldm.Request("a red circle", "", "DDIM", 20, 3.0, 0, 32)
 
@@ -57,6 +60,10 @@ def bundled(repeats: int) -> None:
     ratio = with_previews[0] / plain[0]
     verdict = "PASS" if ratio <= 1.15 else "FAIL"
     print(f"{'preview overhead (with / without)':<58} {ratio:8.3f}x   target ≤ 1.15: {verdict}")
+    if not handler:
+        return
+    from demos import denoise  # needs Gradio
+
     args = dict(prompt="a red circle", negative_prompt="", scheduler="DDIM", num_inference_steps=20,
                 guidance_scale=3.0, seed=0, size=32, pipeline="ldm", tier="bundled")
     print(row("the tab's handler: 20 streamed steps + word maps + result", p50(
@@ -82,17 +89,20 @@ def stable_diffusion_sized(device: torch.device) -> None:
                   p50(lambda: taesd.decode(x[:1]), repeats, warmup=1, sync=sync)))
 
 
-def stable_diffusion_loop(device: torch.device, steps: int = 25) -> None:
+def stable_diffusion_loop(device: torch.device, steps: int = 25, levers: bool = False) -> None:
     """Our own loop (mmcore.ldm.denoise) over SD-1.5-shaped random-init parts at 512 px: 25 DDIM steps with
-    guidance, with and without a TAESD-shaped preview of x0 at every step. Eager, SDPA attention; no torch.compile
-    (a compile would land on the first click). Meant for a GPU; minutes on a CPU."""
+    guidance, with and without TAESD-shaped previews at every step (x_t and x0 decoded as one batch of two, as the
+    tab shows them). SDPA attention. Eager; with `levers`, also channels-last, then compiled, through
+    ldm.accelerate. Meant for a GPU; minutes on a CPU."""
     from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from mmcore.diffusion import VaeBundle
 
+    torch.manual_seed(0)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     unet = UNet2DConditionModel(cross_attention_dim=768).to(device, dtype).eval()
+    ldm.install_router(unet)  # as the loader does: every attention layer behind the router, SDPA inside
     text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                                         num_attention_heads=12, max_position_embeddings=77)).to(device, dtype).eval()
     vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
@@ -105,19 +115,39 @@ def stable_diffusion_loop(device: torch.device, steps: int = 25) -> None:
                            sched.alphas_cumprod.float(), device, dtype, preview=taesd, name="sd15-shaped")
     req = ldm.Request("a photo of a cat", "", "DDIM", steps, 7.5, 0, 512)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
+    target = 500 if device.type == "cuda" else None
 
-    def loop(previews: bool) -> None:
+    def loop(previews: bool) -> torch.Tensor:
         for step in ldm.denoise(bundle, req):
             if previews:
-                ldm.decode(bundle, step.x0_pred, preview=True)
+                ldm.decode(bundle, torch.cat([step.x_t, step.x0_pred]), preview=True)
+        return step.latents
 
-    repeats = 5 if device.type == "cuda" else 1
-    plain = p50(lambda: loop(False), repeats, warmup=1, sync=sync)
-    with_previews = p50(lambda: loop(True), repeats, warmup=1, sync=sync)
-    print(row(f"SD-1.5-shaped, 512 px, {steps} DDIM steps + CFG, no previews ({device.type}, {dtype})", plain,
-              500 if device.type == "cuda" else None))
-    print(row("the same with a TAESD preview of x0 every step", with_previews, 500 if device.type == "cuda" else None))
-    print(f"{'preview overhead (with / without)':<58} {with_previews[0] / plain[0]:8.3f}x")
+    def measure(label: str) -> torch.Tensor:
+        t0 = time.perf_counter()
+        loop(True)  # the first run: for a compiled model, the compile and the CUDA-graph capture
+        if sync:
+            sync()
+        first = time.perf_counter() - t0
+        repeats = 5 if device.type == "cuda" else 1
+        plain = p50(lambda: loop(False), repeats, warmup=1, sync=sync)
+        with_previews = p50(lambda: loop(True), repeats, warmup=1, sync=sync)
+        print(f"{label}: first run {first:.1f} s")
+        print(row(f"  {steps} DDIM steps + CFG, no previews", plain, target))
+        print(row("  the same, TAESD x_t and x0 previews every step", with_previews, target))
+        print(f"{'  preview overhead (with / without)':<58} {with_previews[0] / plain[0]:8.3f}x")
+        return loop(False)
+
+    print(f"SD-1.5-shaped (random init), 512 px, {device.type} {dtype}, torch {torch.__version__}")
+    reference = measure("eager, SDPA")
+    if levers and device.type == "cuda":
+        ldm.accelerate(bundle, channels_last=True)
+        cl = measure("eager, SDPA, channels-last")
+        ldm.accelerate(bundle, channels_last=True, compile=True)
+        compiled = measure("torch.compile reduce-overhead (CUDA graphs), SDPA, channels-last")
+        for name, x in (("channels-last", cl), ("compiled", compiled)):
+            err = float((x - reference).abs().max() / reference.abs().max())
+            print(f"  final latent of {name} vs eager: max relative difference {err:.2e}")
 
 
 def main() -> None:
@@ -126,14 +156,16 @@ def main() -> None:
     ap.add_argument("--skip-sd", action="store_true", help="leave out the Stable-Diffusion-sized step")
     ap.add_argument("--sd-loop", action="store_true",
                     help="also time 25 guided steps of an SD-1.5-shaped model at 512 px (for a GPU)")
+    ap.add_argument("--levers", action="store_true", help="with --sd-loop on CUDA: channels-last, then compiled")
+    ap.add_argument("--skip-handler", action="store_true", help="leave out the tab's handler (which needs Gradio)")
     args = ap.parse_args()
     device = models.pick_device()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
-    bundled(args.repeats)
+    bundled(args.repeats, handler=not args.skip_handler)
     if not args.skip_sd:
         stable_diffusion_sized(device)
     if args.sd_loop:
-        stable_diffusion_loop(device)
+        stable_diffusion_loop(device, levers=args.levers)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,16 @@ def _bundle(pipeline: str, tier: str | None) -> tuple[ldm.LdmBundle, common.mode
                 bundle.preview = common.models.load("taesd", "pretrained", local_files_only=not taesd.download)
             except Exception as exc:  # no TAESD: the previews use the full VAE, slower but right
                 print(f"[diffusion] previews without TAESD: {exc}", flush=True)
+    ldm.accelerate(bundle, compile=common.settings.get().compile)  # on CUDA: channels-last, compiled if asked
     return bundle, res
+
+
+def warm_compiled() -> None:
+    """With MMLAB_COMPILE=1 on CUDA, compile the default pipeline's loop at start-up, not at the first click."""
+    if common.settings.get().compile:
+        bundle, _ = _bundle("ldm", None)
+        if bundle.device.type == "cuda":
+            ldm.warm_compiled(bundle)
 
 
 def _picture(x: torch.Tensor, side: int = PREVIEW) -> Image.Image:

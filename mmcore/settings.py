@@ -10,6 +10,8 @@
     MMLAB_CONCURRENCY     requests of one event that run at once, for events that run no model (default: 2)
     MMLAB_DEVICE_CONCURRENCY  model requests that run at once, all tabs together (default: 2)
     MMLAB_PROBE_TIMEOUT   seconds to decide whether the hub answers (default: 1.5)
+    MMLAB_COMPILE         1 = on CUDA, torch.compile the diffusion UNet and its preview decoder, warmed at start-up
+                          (about a minute; default: 0, eager)
     GRADIO_SERVER_NAME    interface to bind, as Hugging Face Spaces set it (default: 127.0.0.1)
     PORT, GRADIO_SERVER_PORT  port to serve on, the first one set wins (default: 7860)
     HF_HUB_OFFLINE        1 = never touch the network (huggingface_hub's own variable, read here too)
@@ -55,6 +57,7 @@ class Settings:
     port: int = 7860
     hub_offline: bool = False
     hub_endpoint: str = "https://huggingface.co"
+    compile: bool = False  # torch.compile the diffusion loop on CUDA (warmed at start-up)
 
     def tier_for(self, family: str) -> str:
         """The default tier of `family`: the preset's choice for it, else the app-wide tier."""
@@ -94,6 +97,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     if not 0.05 <= probe_timeout <= 10:
         raise ValueError(f"MMLAB_PROBE_TIMEOUT must be in [0.05, 10] seconds, got {probe_timeout}")
     port_name = "PORT" if env.get("PORT") else "GRADIO_SERVER_PORT"
+    compile_flag = env.get("MMLAB_COMPILE", "0").strip().lower()
+    if compile_flag not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+        raise ValueError(f"MMLAB_COMPILE must be 0 or 1, got {compile_flag!r}")
     return Settings(
         tier=tier,
         preset=preset_name,
@@ -111,6 +117,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, port_name, 7860, 1, 65535),
         hub_offline=env.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"),
         hub_endpoint=env.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/"),
+        compile=compile_flag in ("1", "true", "yes", "on"),
     )
 
 

@@ -347,3 +347,28 @@ def test_the_preview_decoder_puts_each_cells_pixels_in_place():
     assert rows.min() >= 4 * (3 - 2) and rows.max() < 4 * (3 + 3)
     assert cols.min() >= 4 * (5 - 2) and cols.max() < 4 * (5 + 3)
     assert changed[4 * 3:4 * 4, 4 * 5:4 * 6].all()  # the cell's own pixels do change
+
+
+def test_accelerate_leaves_a_cpu_model_as_it_is(tiny):
+    unet = tiny.unet
+    assert ldm.accelerate(tiny, compile=True) is tiny and tiny.unet is unet
+    assert tiny.unet.conv_in.weight.is_contiguous()  # not turned channels-last either
+
+
+def test_accelerate_on_cuda_goes_channels_last_and_compiles_once(tiny, tiny_dirs):
+    """The CUDA branch, on CPU modules (torch.compile only wraps until the first call): channels-last weights for the
+    UNet and the TAESD decoder, each compiled once however often the tab asks."""
+    import copy
+    import dataclasses
+
+    taesd = models.get_spec("taesd", "pretrained").loader(tiny_dirs["taesd"], torch.device("cpu"), torch.float32)
+    bundle = dataclasses.replace(tiny, unet=copy.deepcopy(tiny.unet), preview=taesd, device=torch.device("cuda"))
+    ldm.accelerate(bundle)
+    assert bundle.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not hasattr(bundle.unet, "_orig_mod")  # compiling is asked for separately
+    ldm.accelerate(bundle, compile=True)
+    compiled_unet, compiled_decoder = bundle.unet, taesd.model.decoder
+    assert hasattr(compiled_unet, "_orig_mod") and hasattr(compiled_decoder, "_orig_mod")
+    ldm.accelerate(bundle, compile=True)
+    assert bundle.unet is compiled_unet and taesd.model.decoder is compiled_decoder
+    assert bundle.unet.config.in_channels == tiny.unet.config.in_channels  # the wrapper still reads as the UNet

@@ -25,6 +25,8 @@ def test_settings_from_env_defaults_and_overrides():
                              "HF_HUB_OFFLINE": "1", "MMLAB_PROBE_TIMEOUT": "0.5"})
     assert (cfg.tier, cfg.device, cfg.max_upload_mb, cfg.hub_offline, cfg.probe_timeout) == (
         "bundled", "cpu", 5, True, 0.5)
+    assert not cfg.compile and settings.from_env({"MMLAB_COMPILE": "1"}).compile
+    assert not settings.from_env({"MMLAB_COMPILE": "off"}).compile
 
 
 @pytest.mark.parametrize("env, match", [
@@ -33,6 +35,7 @@ def test_settings_from_env_defaults_and_overrides():
     ({"MMLAB_MAX_UPLOAD_MB": "lots"}, "MMLAB_MAX_UPLOAD_MB must be an integer"),
     ({"MMLAB_QUEUE_SIZE": "0"}, r"MMLAB_QUEUE_SIZE must be in \[1, 1000\]"),
     ({"MMLAB_PROBE_TIMEOUT": "60"}, "MMLAB_PROBE_TIMEOUT must be in"),
+    ({"MMLAB_COMPILE": "max-autotune"}, "MMLAB_COMPILE must be 0 or 1"),
 ])
 def test_settings_reject_bad_values(env, match):
     with pytest.raises(ValueError, match=match):
