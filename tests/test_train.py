@@ -139,3 +139,54 @@ def test_a_locked_text_tower_is_left_bit_for_bit(tmp_path, monkeypatch):
     assert len(text) > 10 and all(torch.equal(a[k], b[k]) for k in text)
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("visual."))
     assert "text tower was locked" in (second / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.slow
+def test_render_workers_draw_the_very_same_scenes(monkeypatch):
+    from mmcore.train import common
+
+    serial = common.world_batch("train", 7, 32, "both", one_large=True)
+    monkeypatch.setattr(common, "RENDER_WORKERS", 2)
+    monkeypatch.setattr(common, "PARALLEL_MIN", 1)
+    parallel = common.world_batch("train", 7, 32, "both", one_large=True)
+    assert parallel[1] == serial[1]
+    assert (parallel[0] == serial[0]).all()
+
+
+def test_dihedral_turns_each_image_by_its_own_draw():
+    from mmcore.train.vit import dihedral
+
+    x = torch.arange(12 * 3 * 4 * 4, dtype=torch.uint8).reshape(12, 3, 4, 4)
+    out = dihedral(x, torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)  # the same draws, applied one image at a time
+    k = torch.randint(4, (12,), generator=gen)
+    flip = torch.rand(12, generator=gen) < 0.5
+    expected = torch.stack([torch.rot90(xi.flip(-1) if f else xi, int(ki), dims=(-2, -1))
+                            for xi, ki, f in zip(x, k, flip)])
+    assert torch.equal(out, expected)
+    assert len(set(k.tolist())) > 2 and flip.any() and not flip.all()  # the draws exercise every branch
+
+
+@pytest.mark.slow
+def test_max_minutes_stops_the_loop_and_keeps_the_best_checkpoint(tmp_path, monkeypatch):
+    from mmcore.train import vit as TV
+
+    out = tmp_path / "vit"
+    monkeypatch.setattr(sys, "argv", ["train", "--steps", "50", "--batch-size", "8", "--train-scenes", "32",
+                                      "--eval-scenes", "16", "--max-minutes", "0", "--out", str(out)])
+    TV.main()
+    torch.set_num_threads(2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps_trained"] == 1
+    assert "1 CPU thread(s)" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_a_model_card_names_the_gpu_it_trained_on(tmp_path, monkeypatch):
+    from mmcore.train import common
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    monkeypatch.setattr(common, "RENDER_WORKERS", 7)
+    common.write_model_card(tmp_path, title="t", summary="s", command="c", seed=0, minutes=4.4, metrics={},
+                            config={}, data="d", device=torch.device("cuda"))
+    assert "4.4 minutes on one Some GPU GPU, scenes rendered by 7 CPU process(es)" in \
+        (tmp_path / "MODEL_CARD.md").read_text()

@@ -49,11 +49,12 @@ def recall_at_1(model: open_clip.CLIP, x: torch.Tensor, texts: list[str], tokeni
                 group: int = 32) -> tuple[float, float]:
     """Image->text and text->image R@1 among `group` candidates; a hit is any candidate with the same caption."""
     model.eval()
+    device = next(model.parameters()).device
     i2t = t2i = total = 0
     for g in range(0, len(x) - group + 1, group):
         caps = texts[g:g + group]
-        img = model.encode_image(normalise(x[g:g + group]), normalize=True)
-        txt = model.encode_text(tokenizer(caps), normalize=True)
+        img = model.encode_image(normalise(x[g:g + group].to(device)), normalize=True)
+        txt = model.encode_text(tokenizer(caps).to(device), normalize=True)
         s = img @ txt.T  # (group, group)
         i2t += sum(caps[j] == caps[i] for i, j in enumerate(s.argmax(1).tolist()))
         t2i += sum(caps[i] == caps[j] for j, i in enumerate(s.argmax(0).tolist()))
@@ -84,8 +85,11 @@ def main() -> None:
     if args.lock_text:
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("visual.") or name == "logit_scale")
+    model.to(args.device)
+    x_train = x_train.to(args.device)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    print(f"{n_params / 1e6:.2f} M parameters, {sum(p.numel() for _, p in trainable) / 1e6:.2f} M trained", flush=True)
+    print(f"{n_params / 1e6:.2f} M parameters, {sum(p.numel() for _, p in trainable) / 1e6:.2f} M trained, on "
+          f"{args.device}", flush=True)
     loss_fn = open_clip.ClipLoss()
     decay = [p for n, p in trainable if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in trainable if not (p.ndim >= 2 and "embedding" not in n)]
@@ -97,8 +101,8 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(x_train), (args.batch_size,), generator=gen).tolist()
         pick = torch.randint(1 << 30, (len(idx),), generator=gen).tolist()
-        text = torch.stack([tok_train[i][p % len(tok_train[i])] for i, p in zip(idx, pick)])
-        img_f, txt_f, scale = model(normalise(x_train[idx]), text)
+        text = torch.stack([tok_train[i][p % len(tok_train[i])] for i, p in zip(idx, pick)]).to(args.device)
+        img_f, txt_f, scale = model(normalise(x_train[torch.tensor(idx, device=args.device)]), text)
         loss = loss_fn(img_f, txt_f, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,14 +113,19 @@ def main() -> None:
             model.logit_scale.clamp_(0, math.log(100))  # as CLIP does: temperature no lower than 0.01
         if step % 100 == 0:
             log(step, clock, loss=loss.item(), logit_scale=model.logit_scale.exp().item())
-        if step % 1000 == 0 or step == args.steps:
+        out_of_time = args.max_minutes is not None and clock.minutes >= args.max_minutes
+        if step % 1000 == 0 or step == args.steps or out_of_time:
             i2t, t2i = recall_at_1(model, x_val, cap_val, tokenizer)
             log(step, clock, val_i2t_r1=i2t, val_t2i_r1=t2i)
             if i2t + t2i >= best:
                 best, best_state = i2t + t2i, {k: v.clone() for k, v in model.state_dict().items()}
+        if out_of_time:
+            print(f"stopped at step {step} of {args.steps}: --max-minutes {args.max_minutes}", flush=True)
+            break
 
     model.load_state_dict(best_state)
-    metrics = {}
+    model.cpu()
+    metrics = {"steps_trained": step}
     for world in shapes.WORLDS:
         for split in ("test", "composition"):
             x, _, caps = make_split(split, args.eval_scenes, size, tokenizer, world)
@@ -137,7 +146,7 @@ def main() -> None:
                 "Its text tower is the one a latent-diffusion tab can reuse as its prompt encoder, as Stable Diffusion "
                 "reuses CLIP's.",
         command="python -m mmcore.train clip " + " ".join(sys.argv[1:]), seed=args.seed, minutes=clock.minutes,
-        metrics={**metrics, "eval_scenes_per_split": args.eval_scenes},
+        metrics={**metrics, "eval_scenes_per_split": args.eval_scenes}, device=args.device,
         config={**BUNDLED_CONFIG["model_cfg"], "parameters": n_params},
         data=f"{args.train_scenes} train scenes of the {world_words(args.world)} (seeds {shapes.SPLITS['train']}+), "
              f"{size} px, 1-3 objects, each "

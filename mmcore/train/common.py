@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import platform
 import random
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +39,12 @@ class Clock:
 
 
 def write_model_card(out: Path, *, title: str, summary: str, command: str, seed: int, minutes: float,
-                     metrics: dict[str, float], config: dict, data: str) -> None:
+                     metrics: dict[str, float], config: dict, data: str, device: torch.device | None = None) -> None:
     """MODEL_CARD.md (for people) and metrics.json (for scripts) next to the weights."""
+    if device is not None and device.type == "cuda":
+        where = f"one {torch.cuda.get_device_name(device)} GPU, scenes rendered by {RENDER_WORKERS} CPU process(es)"
+    else:
+        where = f"{torch.get_num_threads()} CPU thread(s)"
     rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
     params = config.pop("parameters", None)
     text = f"""# {title}
@@ -49,7 +55,7 @@ def write_model_card(out: Path, *, title: str, summary: str, command: str, seed:
   backgrounds, nothing else. Real photos belong to the pretrained tier.
 - **Training command**: `{command}`
 - **Seed**: {seed}
-- **Training time**: {minutes:.1f} minutes on {torch.get_num_threads()} CPU thread(s)
+- **Training time**: {minutes:.1f} minutes on {where}
   ({platform.processor() or platform.machine()}, torch {torch.__version__}, Python {sys.version.split()[0]})
 - **Parameters**: {params if params is not None else "see config"}
 - **Weights**: fp16 safetensors (no pickle)
@@ -99,13 +105,42 @@ def arguments(doc: str, *, steps: int, lr: float, eval_scenes: int, out: Path, b
     ap.add_argument("--init", type=Path, default=None,
                     help="start from these saved weights (a bundled model folder) rather than a random init")
     ap.add_argument("--out", type=Path, default=out)
+    ap.add_argument("--device", default="cpu", help="where the model trains: cpu (default) or cuda")
+    ap.add_argument("--workers", type=int, default=1, help="processes that render the scenes (the same scenes)")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop the loop after this many minutes and keep the best checkpoint so far")
     for flag, kwargs in extra or []:  # a trainer's own options
         ap.add_argument(flag, **kwargs)
     args = ap.parse_args()
     if args.world not in (*shapes.WORLDS, "both"):
         ap.error(f"--world must be wide, classic or both, got {args.world!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device here")
+    args.device = torch.device(args.device)
     torch.set_num_threads(args.threads)
+    global RENDER_WORKERS
+    RENDER_WORKERS = max(1, args.workers)
     return args
+
+
+RENDER_WORKERS = 1  # set by --workers; rendering is the same scene for scene whatever the count
+PARALLEL_MIN = 2000  # fewer scenes than this render in this process: starting workers would cost more
+
+
+def _render(split: str, start: int, n: int, size: int, scene_kwargs: dict) -> tuple[np.ndarray, list[shapes.Scene]]:
+    """shapes.batch in chunks over RENDER_WORKERS processes; each scene depends on its seed alone."""
+    if RENDER_WORKERS == 1 or n < PARALLEL_MIN:
+        return shapes.batch(split, start, n, size, **scene_kwargs)
+    chunk = math.ceil(n / RENDER_WORKERS)
+    jobs = [(split, a, min(chunk, start + n - a), size, scene_kwargs) for a in range(start, start + n, chunk)]
+    with ProcessPoolExecutor(RENDER_WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_batch_kw, jobs))
+    return np.concatenate([p[0] for p in parts]), [sc for p in parts for sc in p[1]]
+
+
+def _batch_kw(job: tuple) -> tuple[np.ndarray, list[shapes.Scene]]:
+    split, start, n, size, scene_kwargs = job
+    return shapes.batch(split, start, n, size, **scene_kwargs)
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -119,10 +154,10 @@ def world_batch(split: str, n: int, size: int, world: str, **scene_kwargs) -> tu
     """Scenes 0..n-1 of `split` rendered in `world`; "both" renders the first half in the classic world and the second
     half (the next seeds) in the wide one."""
     if world != "both":
-        return shapes.batch(split, 0, n, size, world=world, **scene_kwargs)
+        return _render(split, 0, n, size, dict(world=world, **scene_kwargs))
     half = n // 2
-    a, sa = shapes.batch(split, 0, half, size, world="classic", **scene_kwargs)
-    b, sb = shapes.batch(split, half, n - half, size, world="wide", **scene_kwargs)
+    a, sa = _render(split, 0, half, size, dict(world="classic", **scene_kwargs))
+    b, sb = _render(split, half, n - half, size, dict(world="wide", **scene_kwargs))
     return np.concatenate([a, b]), sa + sb
 
 

@@ -44,17 +44,22 @@ def make_split(split: str, n: int, size: int, world: str = "wide") -> tuple[torc
 def dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Each image turned by a random multiple of 90 degrees and mirrored half the time: a shape keeps its name under
     all eight (the wide world already turns shapes freely; this makes the turns free for every scene)."""
-    k = torch.randint(4, (len(x),), generator=gen)
-    flip = torch.rand(len(x), generator=gen) < 0.5
+    k = torch.randint(4, (len(x),), generator=gen).to(x.device)
+    flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return torch.stack([torch.rot90(xi, int(ki), dims=(-2, -1)) for xi, ki in zip(x, k)])
+    out = x.clone()
+    for turns in range(1, 4):  # one rot90 per quarter-turn count, over all the images that drew it
+        pick = k == turns
+        out[pick] = torch.rot90(x[pick], turns, dims=(-2, -1))
+    return out
 
 
 @torch.no_grad()
 def accuracy(model: ViTForImageClassification, x: torch.Tensor, y: torch.Tensor, bs: int = 500) -> float:
     model.eval()
-    hits = sum((model(pixel_values=normalise(x[i:i + bs])).logits.argmax(-1) == y[i:i + bs]).sum().item()
-               for i in range(0, len(x), bs))
+    device = next(model.parameters()).device
+    hits = sum((model(pixel_values=normalise(x[i:i + bs].to(device))).logits.argmax(-1).cpu() == y[i:i + bs]
+                ).sum().item() for i in range(0, len(x), bs))
     model.train()
     return hits / len(x)
 
@@ -75,14 +80,16 @@ def main() -> None:
     else:
         model = ViTForImageClassification.from_pretrained(args.init, dtype=torch.float32, use_safetensors=True,
                                                           local_files_only=True)
+    model.to(args.device)
+    x_train, y_train = x_train.to(args.device), y_train.to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{n_params / 1e6:.2f} M parameters", flush=True)
+    print(f"{n_params / 1e6:.2f} M parameters, training on {args.device}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, betas=(0.9, 0.98))
     sched = warmup_cosine(opt, args.steps)
 
     best, best_state = -1.0, None
     for step in range(1, args.steps + 1):
-        idx = torch.randint(len(x_train), (args.batch_size,), generator=gen)
+        idx = torch.randint(len(x_train), (args.batch_size,), generator=gen).to(args.device)
         xb, yb = normalise(x_train[idx]), y_train[idx]
         xb = dihedral(xb, gen)
         loss = F.cross_entropy(model(pixel_values=xb).logits, yb)
@@ -93,14 +100,19 @@ def main() -> None:
         sched.step()
         if step % 100 == 0:
             log(step, clock, loss=loss.item(), lr=sched.get_last_lr()[0])
-        if step % 1000 == 0 or step == args.steps:
+        out_of_time = args.max_minutes is not None and clock.minutes >= args.max_minutes
+        if step % 1000 == 0 or step == args.steps or out_of_time:
             acc = accuracy(model, x_val, y_val)
             log(step, clock, val_acc=acc)
             if acc >= best:
                 best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+        if out_of_time:
+            print(f"stopped at step {step} of {args.steps}: --max-minutes {args.max_minutes}", flush=True)
+            break
 
     model.load_state_dict(best_state)
-    metrics = {"val_accuracy": best}
+    model.cpu()
+    metrics = {"val_accuracy": best, "steps_trained": step}
     for world in shapes.WORLDS:
         x_test, y_test = make_split("test", args.eval_scenes, size, world)
         metrics[f"test_accuracy_{world}"] = accuracy(model, x_test, y_test)
@@ -116,7 +128,7 @@ def main() -> None:
         summary="A `transformers` `ViTForImageClassification` that names the shape of the largest object in a Shapes "
                 f"scene ({', '.join(shapes.SHAPES)}). Same class and code path as `google/vit-base-patch16-224`.",
         command="python -m mmcore.train vit " + " ".join(sys.argv[1:]), seed=args.seed, minutes=clock.minutes,
-        metrics=metrics,
+        metrics=metrics, device=args.device,
         config={**BUNDLED_CONFIG, "parameters": n_params},
         data=f"{args.train_scenes} train scenes of the {world_words(args.world)} (seeds {shapes.SPLITS['train']}+), "
              f"{size} px, 1-3 objects with exactly one clearly largest; random turns by multiples of 90 degrees and "
