@@ -281,8 +281,8 @@ def accelerate(bundle: LdmBundle, channels_last: bool = True, compile: bool = Fa
     if bundle.device.type != "cuda":
         return bundle
     decoder = bundle.preview.model.decoder if isinstance(bundle.preview, VaeBundle) else None
-    if channels_last:
-        bundle.unet.to(memory_format=torch.channels_last)
+    if channels_last and not bundle.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
+        bundle.unet.to(memory_format=torch.channels_last)  # once: the tab calls this on every request
         if decoder is not None:
             decoder.to(memory_format=torch.channels_last)
     if compile and not hasattr(bundle.unet, "_orig_mod"):  # once: a compiled module keeps the original there
