@@ -1,14 +1,19 @@
 """CUDA check of mmcore: the bundled models on the GPU in fp16 agree with the CPU in fp32, attention maps stay valid
 in fp16, and p50 latencies on CUDA for the bundled models and for ViT-B/16 and ViT-B-32 at their real size (random
-init). Needs no Gradio. Prints numbers; exits non-zero if a check fails.
+init). Then the diffusion tab's path with MMLAB_COMPILE=1: the bundled ldm-shapes compiled and warmed, a run that
+records per-word attention (eager underneath), and compiled runs from another thread, as Gradio's workers make them.
+Needs no Gradio. Prints numbers; exits non-zero if a check fails.
 
-    python bench/gpu_check.py
+    python bench/gpu_check.py [--diffusion-only]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,11 +24,48 @@ from PIL import Image
 from timing import p50, row
 
 from mmcore import clip as C
-from mmcore import models, shapes
+from mmcore import ldm, models, shapes
 from mmcore import vit as V
 
 
+def diffusion(failures: list[str]) -> None:
+    """The tab's diffusion path as MMLAB_COMPILE=1 runs it, on the bundled ldm-shapes."""
+    sync = torch.cuda.synchronize
+    bundle = models.load("ldm", "bundled")
+    req = ldm.Request("a red circle", "", "DDIM", 20, 3.0, 0, bundle.default_size)
+
+    def final() -> torch.Tensor:
+        return [s.latents for s in ldm.denoise(bundle, req)][-1]
+
+    eager, eager_ms = final(), p50(final, 10, 2, sync)
+    t0 = time.perf_counter()
+    ldm.accelerate(bundle, compile=True)
+    ldm.warm_compiled(bundle)
+    print(f"ldm-shapes compiled and warmed in {time.perf_counter() - t0:.1f} s")
+    recorded = list(ldm.attention_run(bundle, req))
+    maps = recorded[-1]
+    ok_maps = isinstance(maps, ldm.WordMaps) and maps.words and bool(torch.isfinite(maps.maps).all())
+    print(f"recorded run (eager underneath): {len(recorded) - 1} steps, word maps for {maps.words}")
+    compiled, compiled_ms = final(), p50(final, 10, 2, sync)
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(latents=final(), ms=p50(final, 5, 1, sync)))
+    worker.start()
+    worker.join()
+    scale = float(eager.abs().max())
+    err = float((compiled - eager).abs().max()) / scale
+    err_thread = float((box["latents"] - eager).abs().max()) / scale
+    print(row("ldm-shapes, 20 DDIM steps with guidance, eager (CUDA fp16)", eager_ms))
+    print(row("the same, compiled (reduce-overhead, CUDA graphs)", compiled_ms))
+    print(row("the same, compiled, from another thread", box["ms"]))
+    print(f"final latents against eager: max relative difference {err:.2e}, from the other thread {err_thread:.2e}")
+    if not ok_maps or err > 2e-2 or err_thread > 2e-2:
+        failures.append("the compiled diffusion path differs from eager, or its word maps are broken")
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--diffusion-only", action="store_true", help="only the diffusion tab's compiled path")
+    args = ap.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return 0
@@ -31,6 +73,10 @@ def main() -> int:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
     failures = []
     sync = torch.cuda.synchronize
+    if args.diffusion_only:
+        diffusion(failures)
+        print("FAILED: " + "; ".join(failures) if failures else "all CUDA checks passed")
+        return 1 if failures else 0
 
     # 1. the cache picks CUDA + fp16 by itself
     vit = models.load("vit", "bundled")
@@ -99,6 +145,7 @@ def main() -> int:
         return C.encode_images(clip, batch[:8]) @ C.encode_texts(clip, caps[:8]).T
 
     print(row("bundled CLIP 8 x 8 matrix from scratch (encode + cosine), CUDA fp16", p50(matrix, 50, 5, sync)))
+    diffusion(failures)
     print("FAILED: " + "; ".join(failures) if failures else "all CUDA checks passed")
     return 1 if failures else 0
 

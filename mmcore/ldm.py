@@ -276,8 +276,9 @@ def accelerate(bundle: LdmBundle, channels_last: bool = True, compile: bool = Fa
     - channels_last: the UNet's and the TAESD preview decoder's convolutions read NHWC memory, cuDNN's fast layout.
     - compile: torch.compile(mode="reduce-overhead") on the UNet and the preview decoder: Inductor's fused kernels,
       replayed as CUDA graphs, so one step costs one launch instead of a thousand. The first call of each input
-      shape compiles for tens of seconds, so this is off unless asked for (MMLAB_COMPILE=1); the loader then
-      warms the default size with guidance before the first click (see warm_compiled)."""
+      shape compiles for tens of seconds, so this is off unless asked for (MMLAB_COMPILE=1); the app then warms
+      the default size with guidance before the first click (see warm_compiled). Runs that record per-word
+      cross-attention (attention_run) call the eager UNet underneath, with the same weights."""
     if bundle.device.type != "cuda":
         return bundle
     decoder = bundle.preview.model.decoder if isinstance(bundle.preview, VaeBundle) else None
@@ -490,10 +491,12 @@ def initial_latents(bundle: LdmBundle, size: int, generator: torch.Generator) ->
 
 def _unet(bundle: LdmBundle, x: torch.Tensor, t: int, cond: torch.Tensor,
           recorder: CrossAttentionRecorder | None = None) -> torch.Tensor:
-    kwargs = {} if recorder is None else {"cross_attention_kwargs": {"recorder": recorder}}
+    unet, kwargs = bundle.unet, {}
+    if recorder is not None:  # recording runs eager: a compiled UNet would trace the recorder's Python per request
+        unet, kwargs = getattr(unet, "_orig_mod", unet), {"cross_attention_kwargs": {"recorder": recorder}}
     t = torch.tensor(t, device=bundle.device)  # a tensor, not an int: a compiled UNet then never recompiles per step
-    return bundle.unet(x.to(bundle.device, bundle.dtype), t, encoder_hidden_states=cond.to(bundle.device),
-                       **kwargs).sample.float().cpu()
+    return unet(x.to(bundle.device, bundle.dtype), t, encoder_hidden_states=cond.to(bundle.device),
+                **kwargs).sample.float().cpu()
 
 
 @torch.inference_mode()

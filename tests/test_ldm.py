@@ -372,3 +372,37 @@ def test_accelerate_on_cuda_goes_channels_last_and_compiles_once(tiny, tiny_dirs
     ldm.accelerate(bundle, compile=True)
     assert bundle.unet is compiled_unet and taesd.model.decoder is compiled_decoder
     assert bundle.unet.config.in_channels == tiny.unet.config.in_channels  # the wrapper still reads as the UNet
+
+
+class _Compiled(torch.nn.Module):
+    """Stands in for torch.compile's wrapper: the original module under `_orig_mod`, and a forward that must not run
+    while attention is being recorded."""
+
+    def __init__(self, unet) -> None:
+        super().__init__()
+        self._orig_mod = unet
+        self.calls = 0
+
+    def __getattr__(self, name):  # as torch.compile's wrapper does: what it lacks, the original has
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["_orig_mod"], name)
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        assert "cross_attention_kwargs" not in kwargs, "the compiled UNet was handed the recorder"
+        return self._orig_mod(*args, **kwargs)
+
+
+def test_a_recorded_run_calls_the_eager_unet_and_a_plain_run_the_compiled_one(tiny):
+    import dataclasses
+
+    wrapped = dataclasses.replace(tiny, unet=_Compiled(tiny.unet))
+    req = _request(num_inference_steps=3)
+    recorded = list(ldm.attention_run(wrapped, req))
+    assert wrapped.unet.calls == 0 and recorded[-1].words  # every step went to the original, maps and all
+    assert torch.equal(recorded[-2].latents, list(ldm.attention_run(tiny, req))[-2].latents)
+    plain = list(ldm.denoise(wrapped, req))
+    assert wrapped.unet.calls == 3  # the same run, but SDPA in place of the recorder's explicit softmax:
+    torch.testing.assert_close(plain[-1].latents, recorded[-2].latents, atol=1e-3, rtol=1e-3)
