@@ -3,6 +3,7 @@ and the mean-colour trick. CPU only, no network, no diffusion pipeline (only the
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -118,8 +119,7 @@ def test_shape_accepts_real_renders_and_rejects_wrong_targets(vit):
 def test_shape_needs_confidence_not_only_the_argmax(vit):
     # blends of two shapes in the same place: find one the ViT names with p < SHAPE_CONFIDENCE
     blends = [np.round(w * render(a) + (1 - w) * render(b)).astype(np.uint8)
-              for a, b in (("circle", "hexagon"), ("diamond", "hexagon"), ("hexagon", "star"))
-              for w in (0.4, 0.5, 0.6, 0.7)]
+              for a, b in itertools.combinations(shapes.SHAPES, 2) for w in np.linspace(0.3, 0.7, 9)]
     probs = E.shape_probabilities(vit, blends)
     unsure = [(im, p) for im, p in zip(blends, probs) if p.max() < E.SHAPE_CONFIDENCE]
     assert unsure, "no ambiguous blend found: the test would prove nothing"
