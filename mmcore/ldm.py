@@ -294,11 +294,12 @@ def accelerate(bundle: LdmBundle, channels_last: bool = True, compile: bool = Fa
 
 
 def warm_compiled(bundle: LdmBundle, steps: int = 3) -> None:
-    """Run a few guided steps at the default size, with previews, so that a compiled model has compiled (and
-    captured its CUDA graphs) before anyone clicks."""
+    """Run a few guided steps at the default size, with previews of x_t and x0 decoded as one batch of two as the tab
+    streams them, so that a compiled model has compiled (and captured its CUDA graphs) for the shapes a click
+    uses before anyone clicks."""
     request = Request("", "", "DDIM", steps, 7.5, 0, bundle.default_size)
     for step in denoise(bundle, request):
-        decode(bundle, step.x0_pred, preview=True)
+        decode(bundle, torch.cat([step.x_t, step.x0_pred]), preview=True)
     decode(bundle, step.latents)
 
 

@@ -97,3 +97,21 @@ def test_clip_score_checks_the_prompt(tiny_pretrained):
         denoise.clip_score(img, "x" * 10_000, "pretrained")
     assert "CLIP cosine(image, prompt) = " in denoise.clip_score(img, "a red circle", "pretrained")
     assert "empty" in denoise.clip_score(img, "", "pretrained")
+
+
+def test_the_compile_warm_up_decodes_the_shapes_a_click_decodes(tiny_pretrained, monkeypatch):
+    """A compiled preview decoder compiles once per input shape: the start-up warm-up must use the tab's shapes, or
+    the compile lands on the first click."""
+    from mmcore import ldm
+
+    seen = {"warm": set(), "click": set()}
+    phase = "warm"
+    decode = ldm.decode
+    monkeypatch.setattr(ldm, "decode", lambda bundle, latents, preview=False: (
+        seen[phase].add((tuple(latents.shape), preview)), decode(bundle, latents, preview))[1])
+    bundle, _ = denoise._bundle("ldm", "pretrained")
+    ldm.warm_compiled(bundle)
+    phase = "click"
+    _run(size=bundle.default_size)
+    assert seen["click"] <= seen["warm"]
+    assert any(shape[0] == 2 and preview for shape, preview in seen["click"])  # x_t and x0, one batch
