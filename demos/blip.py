@@ -239,7 +239,8 @@ def swap_probe(image, scene_seed, tier):
             "The swapped caption has exactly the same words. CLIP and BLIP's ITC compare one pooled vector per side, "
             "close to a bag of words; BLIP's ITM reads the caption *through* cross-attention on the image, word by "
             "word, so it *can* bind each colour to its shape. Whether it does is measured by `bench/eval_blip.py`: "
-            "the bundled ITM orders 0.93 of held-out pairs rightly, the bundled CLIP 0.84 and BLIP's own ITC 0.78.")
+            "the bundled ITM puts the true caption first in 0.93 of held-out pairs, the bundled CLIP in 0.84 and "
+            "BLIP's own ITC in 0.78.")
 
 
 def probe_note(image, scene_seed, tier) -> str:
