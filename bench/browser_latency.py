@@ -295,7 +295,7 @@ def lens_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
         page.wait_for_timeout(300)
 
     rows = [("ViT rollout beside relevance: head fusion changed",
-             p50(lambda: vit.relevance(image, vit.PREDICTED, "max", 0.9, "bundled"), 10)[0],
+             p50(lambda: vit.fused_rollout(image, vit.PREDICTED, "max", 0.9, "bundled"), 10)[0],
              measure(page, "vit-rollout", "radio", "vit-fusion", repeats), 150),
             ("ViT logit lens, from a new scene (🎲)", p50(lambda: vit.logit_lens(image, "bundled"), 10)[0],
              measure(page, "vit-lens", "plot", "🎲 Random Shapes scene", repeats), 150)]

@@ -51,6 +51,8 @@ def main() -> None:
               p50(lambda: tab.attention(image, 3, "mean", 0.0, "bundled"), args.repeats), 150))
     print(row("bundled: raw attention + rollout + relevance, vit_relevance",
               p50(lambda: tab.relevance(image, tab.PREDICTED, "mean", 0.0, "bundled"), args.repeats), 150))
+    print(row("bundled: rollout alone for a new head fusion, vit_rollout_fusion",
+              p50(lambda: tab.fused_rollout(image, tab.PREDICTED, "max", 0.0, "bundled"), args.repeats), 100))
     print(row("bundled: logit lens heatmap, vit_logit_lens", p50(lambda: tab.logit_lens(image, "bundled"),
                                                                   args.repeats), 150))
     print(row("ViT-B/16 (real size, random init) forward + attentions, CPU fp32", vit_b16("cpu", torch.float32,

@@ -151,23 +151,25 @@ def _display(*latex: str) -> str:
 
 def _heatmap(z: np.ndarray, title: str, rows: list[str], cols: list[str], hover_cols: list[str],
              zmin: float | None = None, zmax: float | None = None) -> go.Figure:
-    """A heatmap with its values written in, the matched pairs (the diagonal of a square matrix) outlined in red."""
+    """A heatmap with its values written in, the matched pairs (the diagonal of a square matrix) outlined in red.
+    Built by one constructor: each update_* call after it re-validates the figure, three times the cost."""
     n_rows, n_cols = len(rows), len(cols)
     hover = np.array([[f"{r} × {c}" for c in hover_cols] for r in rows])  # (rows, cols)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(n_cols)), y=list(range(n_rows)), zmin=zmin, zmax=zmax, colorscale="Viridis",
-        texttemplate="%{z:.2f}", customdata=hover, hovertemplate="%{customdata}: %{z:.3f}<extra></extra>"))
+    traces = [go.Heatmap(z=z, x=list(range(n_cols)), y=list(range(n_rows)), zmin=zmin, zmax=zmax,
+                         colorscale="Viridis", texttemplate="%{z:.2f}", customdata=hover,
+                         hovertemplate="%{customdata}: %{z:.3f}<extra></extra>")]
     if n_rows == n_cols:
         xs, ys = [], []  # one trace outlines every matched pair (a layout shape each is 10x slower to build)
         for i in range(n_rows):
             xs += [i - 0.5, i + 0.5, i + 0.5, i - 0.5, i - 0.5, None]
             ys += [i - 0.5, i - 0.5, i + 0.5, i + 0.5, i - 0.5, None]
-        fig.add_scatter(x=xs, y=ys, mode="lines", line={"color": "red", "width": 2}, hoverinfo="skip",
-                        showlegend=False)
-    fig.update_xaxes(tickvals=list(range(n_cols)), ticktext=cols, range=[-0.5, n_cols - 0.5], showgrid=False)
-    fig.update_yaxes(tickvals=list(range(n_rows)), ticktext=rows, range=[n_rows - 0.5, -0.5], showgrid=False)
-    fig.update_layout(title=title, height=360, margin={"l": 50, "r": 20, "t": 50, "b": 40})
-    return fig
+        traces.append(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "red", "width": 2}, hoverinfo="skip",
+                                 showlegend=False))
+    layout = go.Layout(
+        xaxis={"tickvals": list(range(n_cols)), "ticktext": cols, "range": [-0.5, n_cols - 0.5], "showgrid": False},
+        yaxis={"tickvals": list(range(n_rows)), "ticktext": rows, "range": [n_rows - 0.5, -0.5], "showgrid": False},
+        title=title, height=360, margin={"l": 50, "r": 20, "t": 50, "b": 40})
+    return go.Figure(traces, layout)
 
 
 def _softmax_figures(S: np.ndarray, tau: float, hover: list[str]) -> tuple[go.Figure, go.Figure]:
@@ -364,14 +366,16 @@ def number_gallery(gallery) -> list[tuple]:
     return _numbered(_paths(gallery)[:MAX_IMAGES + 1])  # one beyond the limit: the matrix then says why it refuses
 
 
-def matrix_views(S: np.ndarray, texts: list[str], log_tau: float) -> tuple[go.Figure, go.Figure, go.Figure, str]:
-    """From a similarity matrix alone: heatmaps of S, row softmax, column softmax, and the loss in Markdown."""
+def matrix_views(S: np.ndarray, texts: list[str], log_tau: float, cosine: bool = True
+                 ) -> tuple[go.Figure | None, go.Figure, go.Figure, str]:
+    """From a similarity matrix alone: heatmaps of S (None unless `cosine`), row softmax, column softmax, and the
+    loss in Markdown."""
     tau = _tau(log_tau)
     S = np.asarray(S, dtype=np.float64)
     rows = [f"I{i + 1}" for i in range(S.shape[0])]
     hover = [f"T{j + 1} “{_short(t, 40)}”" for j, t in enumerate(texts)]
     fig_s = _heatmap(S, f"Cosine similarity S ({S.shape[0]} images × {S.shape[1]} texts)", rows,
-                     [f"T{j + 1}" for j in range(S.shape[1])], hover, -1, 1)
+                     [f"T{j + 1}" for j in range(S.shape[1])], hover, -1, 1) if cosine else None
     fig_r, fig_c = _softmax_figures(S, tau, hover)
     legend = "\n".join(f"- **T{j + 1}**: {t}" for j, t in enumerate(texts))
     head = (f"**τ = {tau:.4g}** (log₁₀ τ = {math.log10(tau):.2f}, logit scale 1/τ = {1 / tau:.4g}). CLIP starts "
@@ -409,10 +413,11 @@ def matrix(gallery, texts: str, log_tau: float | None, tier: str | None = None):
 
 
 def temperature(S: list | None, texts: list[str] | None, log_tau: float):
-    """A temperature change: redo the maths on the kept S; nothing is re-encoded. With no matrix yet, the slider
+    """A temperature change: redo the maths on the kept S; nothing is re-encoded, and S's own heatmap, which τ does
+    not touch, is not redrawn. Returns (row softmax, column softmax, loss Markdown). With no matrix yet, the slider
     just holds the new τ (every output is left as it is) until one is computed."""
     if not S:
-        return (gr.skip(),) * 4
+        return (gr.skip(),) * 3
     try:
         S = np.asarray(S, dtype=np.float64)
     except (TypeError, ValueError):
@@ -421,7 +426,8 @@ def temperature(S: list | None, texts: list[str] | None, log_tau: float):
         raise ValueError(f"The kept similarity matrix must be at most {MAX_IMAGES} × {MAX_IMAGES}, got {S.shape}.")
     if not isinstance(texts, list) or len(texts) != S.shape[1]:
         texts = [f"text {j + 1}" for j in range(S.shape[1])]
-    return matrix_views(S, [str(t)[:300] for t in texts], log_tau)
+    _, fig_r, fig_c, md = matrix_views(S, [str(t)[:300] for t in texts], log_tau, cosine=False)
+    return fig_r, fig_c, md
 
 
 def model_log_tau(tier: str | None = None) -> float:
@@ -727,7 +733,7 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
 
     ui = common.show_errors
     matrix_io = ([gallery, texts, log_tau, tier], [walk_md, fig_s, fig_r, fig_c, loss_md, pca, s_state, texts_state])
-    views = ([s_state, texts_state, log_tau], [fig_s, fig_r, fig_c, loss_md])
+    views = ([s_state, texts_state, log_tau], [fig_r, fig_c, loss_md])  # τ leaves S itself as it is
     batch_btn.click(ui(new_batch), [batch_n], [gallery, texts], api_name="clip_batch")
     photos_btn.click(ui(sample_photos), None, [gallery, texts], api_name="clip_samples")
     gallery.upload(number_gallery, [gallery], [gallery], **PRIVATE, queue=False)

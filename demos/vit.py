@@ -381,6 +381,17 @@ def _class_index(bundle: V.ViTBundle, class_name: str | None) -> int | None:
     return names.index(class_name)
 
 
+def _relevance_note(names: list[str], index: int, prob: float, class_name: str | None, head_fusion: str,
+                    discard: float) -> str:
+    chosen = "the predicted class" if class_name in (None, "", PREDICTED) else "the chosen class"
+    return (f"Relevance for **{names[index]}** ({chosen}, p = {prob:.1%}); rollout fuses the heads by "
+            f"**{head_fusion}** and discards the lowest {discard:.0%} of each layer's weights.\n\n"
+            + _notice("raw attention and rollout ignore the class: pick another class and only the relevance map "
+                      "changes. Relevance keeps only the attention whose gradient raises that class's logit, so it "
+                      "usually sits tighter on the object than plain rollout. Try the runner-up class: what evidence "
+                      "does the model find for it?"))
+
+
 def relevance(image, class_name: str | None, head_fusion: str, discard_ratio: float, tier: str | None = None
               ) -> tuple[Image.Image, Image.Image, Image.Image, str]:
     """Three answers to "which patches matter?" for one image, side by side: raw attention (the last layer's CLS
@@ -395,17 +406,27 @@ def relevance(image, class_name: str | None, head_fusion: str, discard_ratio: fl
     raw = V.cls_attention(atts, len(atts) - 1).float().cpu().numpy()
     roll = V.cls_rollout_map(V.attention_rollout(atts, discard, head_fusion), d.grid).cpu().numpy()
     rel = V.cls_rollout_map(V.relevance_rollout(atts, grads), d.grid).cpu().numpy()
-    names = V.class_names(bundle.model)
-    prob = float(logits.softmax(-1)[index])
-    chosen = "the predicted class" if class_name in (None, "", PREDICTED) else "the chosen class"
+    note = _relevance_note(V.class_names(bundle.model), index, float(logits.softmax(-1)[index]), class_name,
+                           head_fusion, discard)
     seen = V.square(img, d.image_size)
-    note = (f"Relevance for **{names[index]}** ({chosen}, p = {prob:.1%}); rollout fuses the heads by "
-            f"**{head_fusion}** and discards the lowest {discard:.0%} of each layer's weights.\n\n"
-            + _notice("raw attention and rollout ignore the class: pick another class and only the relevance map "
-                      "changes. Relevance keeps only the attention whose gradient raises that class's logit, so it "
-                      "usually sits tighter on the object than plain rollout. Try the runner-up class: what evidence "
-                      "does the model find for it?"))
     return viz.overlay(seen, raw), viz.overlay(seen, roll), viz.overlay(seen, rel), note
+
+
+def fused_rollout(image, class_name: str | None, head_fusion: str, discard_ratio: float, tier: str | None = None
+                  ) -> tuple[Image.Image, str]:
+    """A new head fusion redraws what it changes, the rollout (and the note that names the fusion), from one forward
+    pass without gradients; raw attention and relevance do not depend on it. Returns (rollout overlay, note)."""
+    img = common.user_image(image)
+    discard = _discard(discard_ratio)
+    bundle = _bundle(tier)
+    index = _class_index(bundle, class_name)
+    d = V.dims(bundle.model.config)
+    logits, atts = V.forward(bundle.model, bundle.pixel_values(img))
+    probs = logits[0].float().softmax(-1)
+    index = int(probs.argmax()) if index is None else index
+    roll = V.cls_rollout_map(V.attention_rollout([a.float() for a in atts], discard, head_fusion), d.grid)
+    note = _relevance_note(V.class_names(bundle.model), index, float(probs[index]), class_name, head_fusion, discard)
+    return viz.overlay(V.square(img, d.image_size), roll.cpu().numpy()), note
 
 
 def _sketch_image(sketch) -> Image.Image | None:
@@ -662,7 +683,7 @@ def _wire_views(ui: SimpleNamespace) -> None:
         "vit_layernorm": [ui.ln_layer.input],
         "vit_attention": [ui.attn_btn.click, ui.layer.input, ui.head.input, ui.discard.input],
         "vit_logit_lens": [ui.lens_btn.click],
-        "vit_relevance": [ui.rel_btn.click, ui.rel_class.input, ui.fusion.input, ui.discard.input],
+        "vit_relevance": [ui.rel_btn.click, ui.rel_class.input, ui.discard.input],
     }
     for fn, inputs, outputs, api_name in _views(ui):
         triggers = controls.get(api_name)
@@ -673,6 +694,9 @@ def _wire_views(ui: SimpleNamespace) -> None:
         if ui.image in inputs:
             ui.image.change(show(_unless_cleared(fn, len(outputs))), inputs, outputs, api_visibility="private",
                             **LIVE)
+    # a new head fusion changes the rollout alone: only it is redrawn, without the backward pass relevance needs
+    ui.fusion.input(show(fused_rollout), [ui.image, ui.rel_class, ui.fusion, ui.discard, ui.tier],
+                    [ui.fused_img, ui.rel_note], api_name="vit_rollout_fusion", **LIVE)
     views = {api_name: (fn, inputs, outputs) for fn, inputs, outputs, api_name in _views(ui)}
     fn, inputs, outputs = views["vit_patches"]  # a new P first moves the input size to one that P divides
     ui.patch_size.input(fit_input_size, [ui.patch_size, ui.input_size], [ui.input_size], queue=False,

@@ -27,15 +27,23 @@ def colormap(values: np.ndarray, vmin: float | None = None, vmax: float | None =
 
 def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.75, side: int = 448) -> Image.Image:
     """Paint a coarse (g, g) heat map over `image` resized to side x side. Each cell stays a square (one patch, as the
-    model sees it), and its opacity grows with its value, so the image shows through where attention is low."""
-    base = np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC), dtype=np.float64)
+    model sees it), and its opacity grows with its value, so the image shows through where attention is low.
+
+    Per pixel, out = base * (1 - w) * (0.55 + 0.45 w / alpha) + colour * w, where w = alpha * h ** 0.7 and colour
+    are the cell's; both terms are worked out per cell and blown up to pixels once, so the picture costs two
+    passes over its pixels instead of ten."""
+    base = np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32)
     h = np.asarray(heat, dtype=np.float64)
     h = (h - h.min()) / (h.max() - h.min() or 1.0)  # (g, g) in [0, 1]
-    cells = Image.fromarray((h * 255).round().astype(np.uint8)).resize((side, side), Image.Resampling.NEAREST)
-    weight = alpha * (np.asarray(cells, dtype=np.float64) / 255)[..., None] ** 0.7  # (side, side, 1)
-    colour = np.asarray(Image.fromarray(colormap(h, 0.0, 1.0)).resize((side, side), Image.Resampling.NEAREST))
-    dimmed = base * (0.55 + 0.45 * weight / alpha)  # low attention fades the image a little
-    return Image.fromarray((dimmed * (1 - weight) + colour * weight).round().clip(0, 255).astype(np.uint8))
+    level = (h * 255).round() / 255  # the cell's value, as 8 bits
+    weight = alpha * level[..., None] ** 0.7  # (g, g, 1)
+    keep = (1 - weight) * (0.55 + 0.45 * weight / alpha)  # how much of the image shows; low attention fades it
+    paint = colormap(h, 0.0, 1.0) * weight  # (g, g, 3)
+    rows = (np.arange(side) + 0.5) * h.shape[0] // side  # the cell under each pixel (nearest, as PIL resizes)
+    cols = (np.arange(side) + 0.5) * h.shape[1] // side
+    rows, cols = rows.astype(np.intp), cols.astype(np.intp)
+    pixels = base * keep.astype(np.float32)[rows][:, cols] + paint.astype(np.float32)[rows][:, cols]
+    return Image.fromarray(pixels.round().clip(0, 255).astype(np.uint8))
 
 
 def mosaic(maps: np.ndarray, gap: int = 1, cell_px: int = 4) -> Image.Image:

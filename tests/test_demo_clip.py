@@ -50,8 +50,11 @@ def test_matrix_and_temperature_without_reencoding(batch):
     np.testing.assert_allclose(np.asarray(c_fig.data[0].z).sum(0), 1.0, atol=1e-6)
     assert "mathcal{L}_{CLIP}" in md and "τ = 0.07" in md  # the model's own temperature by default
     misses = C._EMBEDDINGS.misses
-    *_, md2 = tab.temperature(S, lines, -1.0)
+    r_fig2, c_fig2, md2 = tab.temperature(S, lines, -1.0)  # S's own heatmap is left as it is
     assert "τ = 0.1" in md2 and C._EMBEDDINGS.misses == misses
+    np.testing.assert_allclose(np.asarray(r_fig2.data[0].z), C.softmax_rows(S, 0.1).numpy(), atol=1e-9)
+    np.testing.assert_allclose(np.asarray(c_fig2.data[0].z), C.softmax_cols(S, 0.1).numpy(), atol=1e-9)
+    assert "image → text" in r_fig2.layout.title.text and "text → image" in c_fig2.layout.title.text
     expected = C.info_nce(np.asarray(S), 0.1).clip
     assert f"{expected:.4f}" in md2
 
@@ -80,7 +83,7 @@ def test_a_typed_or_keyboard_temperature_changes_the_loss(batch):
     """What an arrow key, PageUp or a typed value sends: a new log τ, and the loss shown follows it."""
     images, texts = batch
     *_, S, lines = tab.matrix(images, texts, -1.45, TIER)
-    shown = {log_tau: tab.temperature(S, lines, log_tau)[3] for log_tau in (-1.45, -1.44, -1.0, 0.0)}
+    shown = {log_tau: tab.temperature(S, lines, log_tau)[2] for log_tau in (-1.45, -1.44, -1.0, 0.0)}
     losses = {log_tau: _loss(md) for log_tau, md in shown.items()}
     assert len(set(losses.values())) == 4, losses
     for log_tau, loss in losses.items():
@@ -96,6 +99,7 @@ def test_the_temperature_slider_follows_every_way_of_moving_it():
     slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "clip-log-tau")
     assert [(target, event) for target, event in moved.targets] == [(slider._id, "input")], "not .release: keys too"
     assert moved.trigger_mode == "always_last"
+    assert [o.label for o in moved.outputs] == ["Row softmax: image → text", "Column softmax: text → image", None]
     assert slider.preprocess(None) is None, "/clip_matrix documents None as the model's τ"
     assert slider.preprocess(-1.5) == -1.5
     with pytest.raises(gr.Error, match="greater than maximum"):

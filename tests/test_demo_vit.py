@@ -210,6 +210,29 @@ def test_relevance_beside_attention_and_rollout(scene):
     assert not np.array_equal(np.asarray(roll), np.asarray(roll_mean)), "the head fusion changes the rollout"
 
 
+@pytest.mark.parametrize("fusion", ["mean", "max", "min"])
+def test_a_new_head_fusion_redraws_the_rollout_as_relevance_does(scene, fusion):
+    """The fusion radio's own event (no backward pass) gives the very rollout and note of the full view."""
+    other = "class 3"
+    _, roll, _, note = tab.relevance(scene, other, fusion, 0.5, TIER)
+    fused, fused_note = tab.fused_rollout(scene, other, fusion, 0.5, TIER)
+    assert np.abs(np.asarray(fused, int) - np.asarray(roll, int)).max() <= 1 and fused_note == note
+    _, _, _, predicted_note = tab.relevance(scene, tab.PREDICTED, fusion, 0.5, TIER)
+    assert tab.fused_rollout(scene, tab.PREDICTED, fusion, 0.5, TIER)[1] == predicted_note
+    with pytest.raises(ValueError, match="head_fusion must be one of"):
+        tab.fused_rollout(scene, other, "median", 0.5, TIER)
+
+
+def test_the_head_fusion_radio_redraws_only_the_rollout():
+    with gr.Blocks() as demo:
+        tab.build()
+    fusion = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-fusion")
+    events = [fn for fn in demo.fns.values() if (fusion._id, "input") in fn.targets]
+    assert [fn.api_name for fn in events] == ["vit_rollout_fusion"]
+    rollout = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-rollout")
+    assert events[0].outputs[0]._id == rollout._id and len(events[0].outputs) == 2
+
+
 @pytest.mark.parametrize("class_name, fusion, discard, match", [
     ("zebra", "mean", 0.0, r"class must be 'predicted' or one of the model's 5 labels \('class 0'"),
     (None, "median", 0.0, "head_fusion must be one of mean, max, min"),
