@@ -56,8 +56,10 @@ THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(
 PRESENT_JS = "() => document.body.classList.toggle('lab-present')"
 PRESENT_ON_LOAD_JS = ("() => { if (new URLSearchParams(location.search).has('present')) "
                       "document.body.classList.add('lab-present'); }")
-# Gradio re-sends every finished loading status on every status message; see the script for why and how it stops.
-HEAD = f'<script type="module">{(Path(__file__).parent / "demos" / "status_registry.js").read_text()}</script>'
+# Two page scripts, each saying why: Gradio re-sends every finished loading status on every status message, and
+# draws every Plotly figure twice.
+HEAD = "".join(f'<script type="module">{(Path(__file__).parent / "demos" / name).read_text()}</script>'
+               for name in ("status_registry.js", "plotly_resize.js"))
 
 
 def banner() -> tuple[str, str, gr.Timer]:

@@ -416,11 +416,11 @@ def build() -> dict:
         ui(token_attention), [image, ids_state, token, layer, head, tier], [att_img, att_note],
         api_visibility="private")
     gr.on([token.change, layer.change, head.change], ui(token_attention), [image, ids_state, token, layer, head, tier],
-          [att_img, att_note], api_name="blip_attention", trigger_mode="always_last")
+          [att_img, att_note], api_name="blip_attention", **common.LIVE)
     gr.on([lens_step.change, ids_state.change], ui(lens), [image, ids_state, lens_step, tier], [lens_table],
-          api_name="blip_lens", trigger_mode="always_last")
+          api_name="blip_lens", **common.LIVE)
     gr.on([ask_btn.click, question.input], ui(ask), [image, question, scene, vqa_layer, tier], [answer_md, vqa_img],
-          api_name="blip_vqa", trigger_mode="always_last")
+          api_name="blip_vqa", **common.LIVE)
     match_btn.click(ui(matching), [image, captions, tier], [match_plot, swap_md], api_name="blip_match")
     swap_btn.click(ui(swap_probe), [image, scene, tier], [swap_md], api_name="blip_swap")
     pipe_btn.click(ui(pipeline), [image, pipe_text, tier], [pipe_md, pipe_att, pipe_next], api_name="blip_pipeline")

@@ -271,7 +271,7 @@ def build(image: gr.Image, scene: gr.State):
     outputs = [shapes_md, sheet, report, prompt_plot, caption_html, steps_table, state, note]
     read_btn.click(ui(read), [image, scene, layer, head, tier], outputs, api_name="blip2_read")
     gr.on([layer.change, head.change], ui(maps), [image, scene, layer, head, off, tier], [sheet, report],
-          api_name="blip2_maps", trigger_mode="always_last")
+          api_name="blip2_maps", **common.LIVE)
     ablate_btn.click(ui(ablate), [image, state, off, tier], [ablated_html, compare, ablate_md], api_name="blip2_ablate")
     tier.change(ui(query_choices), [tier], [off], **private).then(
         ui(read), [image, scene, layer, head, tier], outputs, **private)

@@ -52,7 +52,7 @@ CSS = """
 #clip-gallery .grid-container {grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important;}
 #clip-ranked .grid-container {grid-template-columns: repeat(auto-fit, minmax(96px, 1fr)) !important;}
 """
-LIVE = {"trigger_mode": "always_last"}  # every live control: a drag never piles up the queue
+LIVE = common.LIVE
 PRIVATE = {"api_visibility": "private"}
 FORMULAS = {  # each step's formulas (LaTeX), shown side by side under its heading
     "shapes": (

@@ -19,6 +19,10 @@ from PIL import Image
 from mmcore import images, models, settings, shapes
 
 DEVICE = "device"  # the concurrency group of every event that runs a model (see app.share_device)
+# Every live control (a slider dragged, a radio or a stepping button pressed again and again): run for the latest
+# value only, so a drag never piles up the queue, and show a small timer rather than an overlay over the view that
+# is about to update in place. The overlay, re-laid out at every tick, held back each update by ~50 ms on a laptop.
+LIVE = {"trigger_mode": "always_last", "show_progress": "minimal"}
 LOAD_WAIT_S = 5.0  # a click waits this long for a model that is still loading, then is told to try again
 SAMPLES = sorted((models.ASSETS / "images").glob("*.jpg"))
 PHOTO_NOTE = ("Real photos belong to the **pretrained** tier. The bundled models were trained only on the Shapes "

@@ -427,7 +427,7 @@ def build() -> dict:
     # unqueued: replaying a step is arithmetic on stored UNet outputs plus a preview decode (a few ms on the bundled
     # tier); only a run made without guidance costs one UNet call here
     gr.on([g_step.input, g_w.input], ui(guidance, on_device=True), [run, g_step, g_w], [g_eps, g_x0, g_note],
-          api_name="diffusion_guidance", trigger_mode="always_last", queue=False)
+          api_name="diffusion_guidance", **common.LIVE, queue=False)
     # after a run, the explainer opens at its middle step (near t = T every eps is about x_t, whatever the prompt)
     gen.success(lambda r, w: (gr.Slider(maximum=len(r.steps), value=max(1, len(r.steps) // 2)), w) if r else
              (gr.skip(), gr.skip()), [run, guidance_scale], [g_step, g_w], api_visibility="private", queue=False

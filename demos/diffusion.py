@@ -327,15 +327,15 @@ def build_forward() -> None:
     # the picture back by about 100 ms) follows when the slider is let go, and on every other change
     changes = [schedule.change, T.submit, beta_start.submit, beta_end.submit, seed.submit, image.change]
     gr.on([t.input, *changes], ui(forward), [image, *params, t, seed], [xt_img, xt_note],
-          api_name="diffusion_forward", trigger_mode="always_last", queue=False)
+          api_name="diffusion_forward", **common.LIVE, queue=False)
     gr.on([t.release, *changes], ui(histogram), [image, *params, t, seed], [hist], api_name="diffusion_histogram",
-          trigger_mode="always_last", queue=False)
+          **common.LIVE, queue=False)
     gr.on([schedule.change, T.submit, beta_start.submit, beta_end.submit], ui(curves), params,
-          [curve_plot], api_name="diffusion_curves", trigger_mode="always_last")
+          [curve_plot], api_name="diffusion_curves", **common.LIVE)
     T.submit(lambda n: gr.Slider(maximum=max(2, min(D.MAX_T, int(n or 2)))), [T], [t], api_visibility="private")
     for button, n in ((step1, 1), (step10, 10), (step100, 100), (reset, 0)):
         button.click(ui(chain), [image, *params, chain_t, gr.Number(n, visible=False), seed],
-                     [chain_t, chain_img, jump_img, chain_note], trigger_mode="always_last", queue=False,
+                     [chain_t, chain_img, jump_img, chain_note], **common.LIVE, queue=False,
                      **({"api_name": "diffusion_chain"} if n == 1 else {"api_visibility": "private"}))
     gr.on([image.change, schedule.change, T.submit, beta_start.submit, beta_end.submit, seed.submit],
           lambda: 0, None, [chain_t], api_visibility="private", queue=False)  # a new chain starts at t = 0

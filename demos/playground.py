@@ -117,5 +117,5 @@ def build() -> None:
     train_btn.click(ui(train), [source, sketch, seed], [loss_plot, status, paths_plot, play, t],
                     api_name="diffusion_playground_train", concurrency_limit=2)
     gr.on([t.input, direction.change], ui(paths), [play, t, direction], [paths_plot],
-          api_name="diffusion_playground_paths", trigger_mode="always_last", queue=False)
+          api_name="diffusion_playground_paths", **common.LIVE, queue=False)
     source.change(ui(preview), [source, sketch, seed], [paths_plot], api_visibility="private", queue=False)

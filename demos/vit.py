@@ -10,7 +10,7 @@ them out, one function per step, and `_wire_*` connect them. All maths lives in 
 
 from __future__ import annotations
 
-import functools
+import inspect
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -31,7 +31,7 @@ MOSAIC_SIDE = 440  # the position mosaic's side in pixels, about
 FILTER_COUNT = 28  # principal components of W_e shown, as in the ViT paper's figure 7
 LENS_TOP_K = 10  # a head with more classes than this (ImageNet's 1000) shows its final top-10 as lens columns
 PREDICTED = "predicted"  # the relevance view's default class: whatever the model predicts
-LIVE = dict(trigger_mode="always_last")  # a control dragged or held down: run for its latest value only
+LIVE = common.LIVE
 DRAW_COLORS = ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in shapes.COLORS.values()]
 KNOWS = ("The **bundled ViT** knows six shapes (circle, square, triangle, diamond, star, hexagon) in any colour, "
          "drawn the way the wide Shapes world draws them: any rotation and size, stretched or squat, filled or "
@@ -640,15 +640,36 @@ def _drawing_section(ui: SimpleNamespace) -> None:
             ui.draw_use = gr.Button("⬆️ Explain this drawing in every step")
 
 
-def _unless_cleared(fn: Callable, outputs: int) -> Callable:
-    """`fn` for an image's change event: a cleared image (None) leaves the outputs as they are instead of raising."""
-    @functools.wraps(fn)
-    def run(image, *args):
-        if image is None:
-            return gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
-        return fn(image, *args)
+def _all_views(stages: list[list[tuple[Callable, int, int]]]) -> Callable:
+    """One handler for every view that reads the image, so a new image costs one request instead of one per view.
+    `stages` lists (view, its input count, its output count) in the order of the event's inputs and outputs; after
+    each stage the views computed so far are sent (the top of the page first), the others left as they are. A view
+    that fails leaves its outputs as they were and the rest go on; the first failure is raised at the end. A cleared
+    image (None) leaves everything as it is."""
+    total = sum(n_out for stage in stages for _, _, n_out in stage)
 
-    return run
+    def views(*values):
+        if values[0] is None:
+            yield (gr.skip(),) * total
+            return
+        failure, at_in, at_out = None, 0, 0
+        for stage in stages:
+            out = [gr.skip()] * total
+            for fn, n_in, n_out in stage:
+                try:
+                    result = fn(*values[at_in:at_in + n_in])
+                    out[at_out:at_out + n_out] = result if n_out > 1 else (result,)
+                except Exception as exc:  # reported once the other views are drawn
+                    failure = failure or exc
+                at_in, at_out = at_in + n_in, at_out + n_out
+            yield tuple(out)
+        if failure is not None:
+            raise failure
+
+    n_inputs = sum(n_in for stage in stages for _, n_in, _ in stage)  # Gradio passes as many values as it sees
+    views.__signature__ = inspect.Signature([inspect.Parameter(f"input_{i}", inspect.Parameter.POSITIONAL_ONLY)
+                                             for i in range(n_inputs)])
+    return views
 
 
 def _views(ui: SimpleNamespace) -> list[tuple[Callable, list, list, str]]:
@@ -691,9 +712,13 @@ def _wire_views(ui: SimpleNamespace) -> None:
             gr.on(triggers, show(fn), inputs, outputs, api_name=api_name, **LIVE)
         synced.then(show(fn), inputs, outputs, **({"api_visibility": "private"} if triggers else
                                                   {"api_name": api_name}))
-        if ui.image in inputs:
-            ui.image.change(show(_unless_cleared(fn, len(outputs))), inputs, outputs, api_visibility="private",
-                            **LIVE)
+    # a new image redraws every view that reads it, in one request: the top of the page first, then the rest
+    reading = [(fn, inputs, outputs) for fn, inputs, outputs, _ in _views(ui) if ui.image in inputs]
+    stages = [reading[:3], reading[3:]]
+    ui.image.change(show(_all_views([[(fn, len(i), len(o)) for fn, i, o in stage] for stage in stages]),
+                         on_device=True),
+                    [c for _, inputs, _ in reading for c in inputs], [c for _, _, outputs in reading for c in outputs],
+                    api_visibility="private", **LIVE)
     # a new head fusion changes the rollout alone: only it is redrawn, without the backward pass relevance needs
     ui.fusion.input(show(fused_rollout), [ui.image, ui.rel_class, ui.fusion, ui.discard, ui.tier],
                     [ui.fused_img, ui.rel_note], api_name="vit_rollout_fusion", **LIVE)

@@ -1,5 +1,6 @@
 """ViT tab handlers, called as plain functions on a tiny model standing in for the pretrained tier."""
 
+import inspect
 from types import SimpleNamespace
 
 import gradio as gr
@@ -265,11 +266,56 @@ def test_sync_fits_the_controls_to_the_model(tiny_pretrained):
     assert index.value == 0 and index.maximum == 15
 
 
-def test_a_cleared_image_leaves_the_views_as_they_are(scene):
-    patches = tab._unless_cleared(tab.patches, 3)
-    assert patches(None, 16, 224, TIER) == (gr.skip(),) * 3
-    assert tab._unless_cleared(tab.layernorm, 1)(None, 0, TIER) == gr.skip()
-    assert patches(scene, 16, 224, TIER)[1].startswith("### N = HW")
+def test_all_views_runs_every_view_in_stages_and_reports_a_failure_last():
+    calls = []
+
+    def view(name: str, n_out: int):
+        def fn(image, x):
+            calls.append(name)
+            if x == "bad":
+                raise ValueError(f"{name} failed")
+            return tuple(f"{name}{k}:{image}{x}" for k in range(n_out)) if n_out > 1 else f"{name}:{image}{x}"
+        return fn
+
+    run = tab._all_views([[(view("a", 2), 2, 2), (view("b", 1), 2, 1)], [(view("c", 1), 2, 1)]])
+    assert len(inspect.signature(run).parameters) == 6
+    first, second = run("I", 1, "I", 2, "I", 3)
+    skip = gr.skip()
+    assert first == ("a0:I1", "a1:I1", "b:I2", skip) and second == (skip, skip, skip, "c:I3")
+    stream = run("I", 1, "I", "bad", "I", 3)  # b fails: a and c are still drawn, then b's error is raised
+    assert next(stream) == ("a0:I1", "a1:I1", skip, skip) and next(stream) == (skip, skip, skip, "c:I3")
+    with pytest.raises(ValueError, match="b failed"):
+        next(stream)
+    calls.clear()
+    assert list(run(None, 1, None, 2, None, 3)) == [(skip,) * 4] and calls == []  # a cleared image
+
+
+@pytest.fixture
+def built():
+    """The tab's Blocks, built with the catalogue as shipped (ask for it before `scene`, which swaps the catalogue)."""
+    with gr.Blocks() as demo:
+        tab.build()
+    return demo
+
+
+def test_a_new_image_redraws_every_view_that_reads_it_in_one_request(built, scene):
+    demo = built
+    api = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    image = api["vit_patches"].inputs[0]
+    changed = [fn for fn in demo.fns.values() if (image._id, "change") in fn.targets]
+    assert len(changed) == 1 and changed[0].trigger_mode == "always_last"
+    event = changed[0]
+    views = ["vit_patches", "vit_layernorm", "vit_attention", "vit_trace", "vit_logit_lens", "vit_relevance"]
+    assert [o._id for o in event.outputs] == [o._id for name in views for o in api[name].outputs]
+    assert [c._id for c in event.inputs] == [c._id for name in views for c in api[name].inputs]
+    values = [scene if c is image else TIER if c.label == "Model tier" else c.value for c in event.inputs]
+    top, rest = list(event.fn(*values))
+    n_top = sum(len(api[name].outputs) for name in views[:3])
+    skip = gr.skip()
+    assert all(v != skip for v in top[:n_top]) and all(v == skip for v in rest[:n_top])
+    assert all(v == skip for v in top[n_top:]) and all(v != skip for v in rest[n_top:])
+    lens = rest[[o._id for o in event.outputs].index(api["vit_logit_lens"].outputs[0]._id)]
+    np.testing.assert_allclose(np.asarray(lens.data[0].z), np.asarray(tab.logit_lens(scene, TIER)[0].data[0].z))
 
 
 def test_every_view_with_the_image_is_wired_to_its_changes():

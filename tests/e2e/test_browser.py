@@ -259,6 +259,31 @@ def test_finished_loading_statuses_are_dropped_so_each_status_message_stays_chea
     assert state["dropped"] >= 10 and state["size"] <= 3, state
 
 
+def test_plotly_figures_are_drawn_once_and_still_follow_a_resize(page):
+    """Gradio redraws every new Plotly figure a second time to fit its container; demos/plotly_resize.js skips that
+    redraw when the figure already fits, and only then: a narrower window still re-lays the figures out."""
+    page.get_by_role("tab", name="CLIP").click()
+    page.get_by_text("logit scale 1/τ").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    state = page.evaluate("() => window.labPlotlyResize")
+    assert state is not None, "the resize script did not find Plotly.Plots.resize"
+    assert state["skipped"] >= 3, state  # the matrix's three heatmaps at least
+    skipped, fitted, narrowed, restored = page.evaluate("""async () => {
+      const gd = [...document.querySelectorAll('.js-plotly-plot')].find(e => e.offsetParent);
+      const before = window.labPlotlyResize.skipped, width = gd._fullLayout.width;
+      await Plotly.Plots.resize(gd);  // it fits: nothing to redraw
+      const skipped = window.labPlotlyResize.skipped - before;
+      gd.style.width = `${Math.round(width / 2)}px`;  // its container narrows: it is laid out again
+      await Plotly.Plots.resize(gd);
+      const narrowed = gd._fullLayout.width;
+      gd.style.width = '';
+      await Plotly.Plots.resize(gd);
+      return [skipped, width, narrowed, gd._fullLayout.width];
+    }""")
+    assert skipped == 1
+    assert abs(narrowed - fitted / 2) <= 2 and abs(restored - fitted) <= 1, (fitted, narrowed, restored)
+
+
 def test_presentation_mode_enlarges_text_and_hides_the_tier_controls(page):
     button = page.get_by_role("button", name="📽️ Presentation mode")
     size = lambda: page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('.prose p')).fontSize)")  # noqa: E731
