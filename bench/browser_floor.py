@@ -1,12 +1,13 @@
 """The floor under every browser latency: a bare Gradio app on this machine, with the same clocks as
 bench/browser_latency.py, so that the lab's own numbers can be read against what Gradio and Chromium cost alone.
 
-    python bench/browser_floor.py [--repeats 9]
+    python bench/browser_floor.py [--repeats 9] [--page-scripts]
 
 The app has one slider, one button, one picture and one Plotly heatmap, and handlers that take no time (a 128 px
 picture, an 8 x 8 heatmap of the lab's own kind). What it prints is click -> rendered for a handler of ~0 ms: the
 page's event bookkeeping, the request, Gradio's processing, the picture's download and the paint (or the Plotly
-drawing). The lab's page holds ~430 blocks instead of 4, and every number here grows with that.
+drawing). The lab's page holds ~430 blocks instead of 4, and every number here grows with that. With
+--page-scripts the bare app carries the lab's two page scripts (app.HEAD), so their effect shows on its own.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def build():
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--page-scripts", action="store_true", help="add the lab's page scripts (app.HEAD)")
     args = ap.parse_args()
     import browser_latency as bl
     from playwright.sync_api import sync_playwright
@@ -66,7 +68,12 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = build().queue()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    head = None
+    if args.page_scripts:
+        import app
+
+        head = app.HEAD
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, head=head)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=bl.FLAGS)
         page = browser.new_page(viewport={"width": 1366, "height": 900})
@@ -79,7 +86,8 @@ def main() -> None:
                                                                                  args.repeats)))
         browser.close()
     demo.close()
-    print(f"a bare Gradio app, handlers of ~0 ms, {args.repeats} repeats, Chromium headless on this machine")
+    scripts = "with the lab's page scripts" if args.page_scripts else "as Gradio ships it"
+    print(f"a bare Gradio app {scripts}, handlers of ~0 ms, {args.repeats} repeats, Chromium headless on this machine")
     for name, times in rows:
         print(f"{name:<50} click->rendered p50 {statistics.median(times):7.1f} ms  (min {min(times):.1f})")
 

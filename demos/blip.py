@@ -119,10 +119,11 @@ def caption(image, strategy, beams, length_penalty, temperature, top_k, top_p, m
     if dec.strategy == "beam search":
         cap = B.caption(bundle, img, dec, prompt)
     else:
-        steps = []
+        steps, pace = [], common.Pace()
         for step in B.stream_caption(bundle, img, dec, prompt):
             steps.append(step)
-            yield common.token_chips(steps, prompt), nothing, nothing, nothing, nothing, nothing
+            if pace.due():
+                yield common.token_chips(steps, prompt), nothing, nothing, nothing, nothing, nothing
         cap = B.finish(bundle, steps, prompt)
     words = bundle.words(cap.ids)
     note = (f"{label}\n\n**{len(cap.ids)} tokens**, "

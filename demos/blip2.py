@@ -161,10 +161,12 @@ def read(image, scene_seed, layer, head, tier):
     sheet = query_sheet(img, reading, li, hi, _labels(reading, scene, li, hi))
     yield (compression(reading), sheet, query_report(reading, scene, li, hi), soft_prompt_figure(reading),
            common.token_chips([], end=END), skip, skip, skip)
-    steps = []
+    steps, pace = [], common.Pace()
+    pace.due()  # the maps just went: the first token waits its turn
     for step in B2.stream(bundle, reading):
         steps.append(step)
-        yield skip, skip, skip, skip, common.token_chips(steps, end=END), skip, skip, skip
+        if pace.due():
+            yield skip, skip, skip, skip, common.token_chips(steps, end=END), skip, skip, skip
     text = B2.text_of(bundle, steps)
     truth = ""
     if scene is not None:
@@ -195,10 +197,11 @@ def ablate(image, state, off, tier):
     full, cut = B2.read(bundle, img), B2.read(bundle, img, off)
     original = B2.stream(bundle, full)
     skip = gr.skip()
-    steps = []
+    steps, pace = [], common.Pace()
     for step in B2.stream(bundle, cut):
         steps.append(step)
-        yield common.token_chips(steps, end=END), skip, skip
+        if pace.due():
+            yield common.token_chips(steps, end=END), skip, skip
     before = list(original)
     rows = []
     for i in range(max(len(before), len(steps))):

@@ -62,3 +62,15 @@ def test_no_tab_subclasses_a_gradio_component():
                       and issubclass(obj, gr.components.Component) and obj.__module__ == module.__name__]
         assert not subclasses, (path.name, subclasses)
     assert not list(folder.glob("*.pyi"))
+
+
+def test_pace_sends_the_first_update_at_once_then_one_per_interval(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(common.time, "monotonic", lambda: now[0])
+    pace = common.Pace(0.05)
+    due = []
+    for dt in (0.0, 0.01, 0.02, 0.03, 0.01, 0.05, 0.0):  # 0, .01, .03, .06, .07, .12, .12 s
+        now[0] += dt
+        due.append(pace.due())
+    assert due == [True, False, False, True, False, True, False]
+    assert all(common.Pace(0.0).due() for _ in range(3))

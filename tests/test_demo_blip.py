@@ -1,14 +1,24 @@
 """BLIP tab handlers, called as plain functions on the pretrained tier's tiny random-init stand-ins."""
 
+import re
+
 import gradio as gr
 import numpy as np
 import pytest
 
 from demos import blip as tab
+from demos import common
 from mmcore import shapes
 
 CONTROLS = dict(strategy="greedy", beams=3, length_penalty=1.0, temperature=1.0, top_k=0, top_p=1.0, max_tokens=8,
                 seed=0, prompt="")
+
+
+@pytest.fixture(autouse=True)
+def every_token(monkeypatch):
+    """Streams send every token on its own here (a tiny model is faster than the page's pace); paced streams have
+    their own test."""
+    monkeypatch.setattr(common, "STREAM_EVERY_S", 0.0)
 
 
 @pytest.fixture
@@ -21,6 +31,19 @@ def run_caption(image, tier="pretrained", **changes):
     c = {**CONTROLS, **changes}
     return list(tab.caption(image, c["strategy"], c["beams"], c["length_penalty"], c["temperature"], c["top_k"],
                             c["top_p"], c["max_tokens"], c["seed"], c["prompt"], tier))
+
+
+def test_a_paced_stream_sends_its_first_token_then_the_whole_caption(scene, monkeypatch):
+    """A model faster than the page's pace: the first token at once, then nothing until the finished caption,
+    which is the very one an unpaced stream ends with."""
+    image, _ = scene
+    every = run_caption(image)
+    monkeypatch.setattr(common, "STREAM_EVERY_S", 3600.0)
+    paced = run_caption(image)
+    run = lambda html: re.sub(r'data-run="\d+"', "", html)  # noqa: E731 -- each run has its own id
+    assert len(every) >= 4 and len(paced) == 2
+    assert run(paced[0][0]) == run(every[0][0]) and paced[0][0].count('class="blip-chip"') == 1
+    assert run(paced[-1][0]) == run(every[-1][0]) and paced[-1][1] == every[-1][1] and paced[-1][4] == every[-1][4]
 
 
 def test_new_scene_shows_its_ground_truth_masks_and_questions(tiny_pretrained):

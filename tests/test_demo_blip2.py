@@ -1,5 +1,7 @@
 """The BLIP tab's BLIP-2 section, its handlers called as plain functions on the tiny random-init stand-in."""
 
+import re
+
 import numpy as np
 import pytest
 from conftest import TINY_QUERIES
@@ -7,8 +9,15 @@ from PIL import Image
 
 from demos import blip as blip_tab
 from demos import blip2 as tab
+from demos import common
 from mmcore import blip2 as B2
 from mmcore import models, shapes
+
+
+@pytest.fixture(autouse=True)
+def every_token(monkeypatch):
+    """Streams send every token on its own here; demos.common.Pace has its own tests."""
+    monkeypatch.setattr(common, "STREAM_EVERY_S", 0.0)
 
 
 @pytest.fixture
@@ -17,7 +26,7 @@ def scene(tiny_pretrained):
     return image, seed
 
 
-def test_read_shows_the_stages_the_maps_and_the_prompt_then_streams_the_caption(scene):
+def test_read_shows_the_stages_the_maps_and_the_prompt_then_streams_the_caption(scene, monkeypatch):
     image, seed = scene
     outs = list(tab.read(image, seed, "mean", "mean", "pretrained"))
     shapes_md, sheet, report, fig, chips, _, _, _ = outs[0]
@@ -36,6 +45,10 @@ def test_read_shows_the_stages_the_maps_and_the_prompt_then_streams_the_caption(
     *_, chips, rows, state, note = outs[-1]
     assert "blip-cursor" not in chips and len(rows) == len(state["ids"]) == len(streamed)
     assert state["k"] == TINY_QUERIES and "truth:" in note
+    monkeypatch.setattr(common, "STREAM_EVERY_S", 3600.0)  # paced: the maps, then the finished caption
+    paced = list(tab.read(image, seed, "mean", "mean", "pretrained"))
+    run = lambda html: re.sub(r'data-run="\d+"', "", html)  # noqa: E731 -- each run has its own id
+    assert len(paced) == 2 and run(paced[-1][4]) == run(chips) and paced[-1][6] == state
 
 
 def test_a_photo_has_no_ground_truth_to_report(tiny_pretrained):
