@@ -1,11 +1,12 @@
-"""Click -> rendered in the browser, p50, for the diffusion and BLIP tabs' actions, beside the handler time of the
-same call.
+"""Click -> rendered in the browser, p50, for every tab's main actions and live controls, beside the handler time of
+the same call.
 
-    python bench/browser_latency.py [--repeats 7] [--tabs diffusion blip blip2 reverse]
+    python bench/browser_latency.py [--repeats 7] [--tabs main lenses diffusion blip blip2 reverse]
 
 Starts the app on loopback, drives headless Chromium (Debian's chromium) with Playwright, triggers each action inside
 the page as a person would (a button click, a slider moved by one step) and stops the clock, also inside the page,
-when the new output has loaded. Targets: a t change <= 100 ms, one chain step <= 100 ms, the VAE panel <= 150 ms;
+when the new output has loaded. Targets: the ViT and CLIP main actions <= 150 ms and their sliders <= 100 ms; a t
+change <= 100 ms, one chain step <= 100 ms, the VAE panel <= 150 ms;
 the first streamed caption token <= 150 ms and the whole caption <= 300 ms (BLIP-2: its query maps <= 200 ms,
 maps and caption <= 300 ms); 20 denoising steps, every one streamed,
 <= 2 s to the final image.
@@ -36,9 +37,10 @@ async ([id, kind, what]) => {
   document.querySelector(`#${id}`).scrollIntoView({block: 'center'});  // lazy images load only when on screen
   const before = img() ? img().src : '';
   const t0 = performance.now();
-  if (kind === 'slider') {
+  if (kind === 'slider') {  // one step up, or down from the top
     const el = document.querySelector(`#${what} input[type=range]`);
-    el.value = String(Number(el.value) % Number(el.max) + 1);
+    const step = Number(el.step) || 1, value = Number(el.value);
+    el.value = String(value + step > Number(el.max) + 1e-9 ? value - step : value + step);
     el.dispatchEvent(new Event('input', {bubbles: true}));
   } else if (kind === 'radio') {  // the next choice of the radio group #what
     document.querySelector(`#${what} input[type=radio]:not(:checked)`).click();
@@ -270,6 +272,38 @@ def blip_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
             ("whole caption rendered (✍️ Caption)", p50(caption, 10)[0], whole, 300)]
 
 
+def main_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]:
+    """The ViT and CLIP tabs' main actions and sliders: cut into patches, the attention map by layer and discard
+    ratio, and a new batch's similarity matrix."""
+    from timing import p50
+
+    from demos import clip, vit
+
+    image, _ = vit.new_scene(seed=11)
+    page.get_by_role("tab", name="ViT").click()
+    page.locator("#vit-attn img").wait_for(state="attached", timeout=60_000)
+    page.wait_for_timeout(2000)
+    rows = [("ViT patch grid: patch size P changed", p50(lambda: vit.patches(image, 32, 224, "bundled"), 10)[0],
+             measure(page, "vit-grid", "radio", "vit-patch-size", repeats), 150),
+            ("ViT attention map: layer moved one step",
+             p50(lambda: vit.attention_layer(image, 1, "mean", 0.0, "bundled"), 10)[0],
+             measure(page, "vit-attn", "slider", "vit-layer", repeats), 100),
+            ("ViT rollout: discard ratio moved one step",
+             p50(lambda: vit.attention_rollout(image, 1, "mean", 0.05, "bundled"), 10)[0],
+             measure(page, "vit-roll", "slider", "vit-discard", repeats), 100)]
+    page.get_by_role("tab", name="CLIP").click()
+    page.locator("#clip-s .main-svg").first.wait_for(state="attached", timeout=60_000)
+    page.wait_for_timeout(2000)
+
+    def batch() -> None:
+        gallery, texts = clip.new_batch(8, 5)
+        clip.matrix([(im, None) for im, _ in gallery], texts, -2.0, "bundled")
+
+    rows.append(("CLIP matrix of a new Shapes batch (🎲), S drawn", p50(batch, 10)[0],
+                 measure(page, "clip-s", "plot", "🎲 Draw a random Shapes batch", repeats), 150))
+    return rows
+
+
 def lens_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]:
     """The ViT and CLIP tabs' lenses (logit lens, relevance, modality gap, prompt ensembles), each from its button."""
     from timing import p50
@@ -345,8 +379,8 @@ def blip2_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--tabs", nargs="+", default=["lenses", "diffusion", "blip", "blip2", "reverse"],
-                    choices=["lenses", "diffusion", "blip", "blip2", "reverse"])
+    ap.add_argument("--tabs", nargs="+", default=["main", "lenses", "diffusion", "blip", "blip2", "reverse"],
+                    choices=["main", "lenses", "diffusion", "blip", "blip2", "reverse"])
     args = ap.parse_args()
     os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="lab-bench-"))
     from playwright.sync_api import sync_playwright
@@ -365,8 +399,8 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1366, "height": 900})
             page.goto(f"http://127.0.0.1:{port}", wait_until="load", timeout=90_000)
             page.wait_for_timeout(3000)  # the page's on-load events
-            rows += {"lenses": lens_rows, "diffusion": diffusion_rows, "blip": blip_rows, "blip2": blip2_rows,
-                     "reverse": reverse_rows}[tab](page, args.repeats)
+            rows += {"main": main_rows, "lenses": lens_rows, "diffusion": diffusion_rows, "blip": blip_rows,
+                     "blip2": blip2_rows, "reverse": reverse_rows}[tab](page, args.repeats)
             page.close()
         browser.close()
     demo.close()

@@ -714,7 +714,7 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
                              elem_id="clip-log-tau")
         reset_btn = gr.Button("↺ Model's τ", scale=0, min_width=140)
     with gr.Row():
-        fig_s = gr.Plot(label="Cosine similarity S")
+        fig_s = gr.Plot(label="Cosine similarity S", elem_id="clip-s")
         fig_r = gr.Plot(label="Row softmax: image → text")
         fig_c = gr.Plot(label="Column softmax: text → image")
     with gr.Row():

@@ -94,6 +94,14 @@ def fit_input_size(patch_size: float, input_size: float) -> gr.Dropdown:
     return gr.Dropdown(choices=V.input_sizes(p), value=V.nearest_input_size(int(input_size), p))
 
 
+def patches_for_size(image, patch_size: float, input_size: float, tier: str | None = None
+                     ) -> tuple[gr.Dropdown, Image.Image, str, Image.Image]:
+    """A new patch size, in one request: the input sizes it divides (the current one kept when it is among them),
+    then the cut at that size: (input-size dropdown, grid, readout, patch sequence)."""
+    fitted = fit_input_size(patch_size, input_size)
+    return (fitted, *patches(image, patch_size, fitted.value, tier))
+
+
 def patches(image, patch_size: float, input_size: float, tier: str | None = None
             ) -> tuple[Image.Image, str, Image.Image]:
     """Cut the image into P x P patches: (grid overlay, readout Markdown, 16 patches in token order from the middle
@@ -279,10 +287,10 @@ def _distance_sentence(dist: np.ndarray, patch_size: int, uniform: float) -> str
             f"{dist.min():.0f}–{dist.max():.0f} px, and {global_heads} of {dist.size} sit nearer the global line.")
 
 
-def attention(image, layer: float, head: str | None, discard_ratio: float, tier: str | None = None
-              ) -> tuple[Image.Image, Image.Image, go.Figure, go.Figure, str]:
-    """CLS->patch attention of one layer and head (or the head mean), attention rollout over all layers, the mean
-    attention distance per head and layer, and the top-5 predictions, all from one forward pass."""
+def _attention_parts(image, layer: float, head: str | None, discard_ratio: float, tier: str | None,
+                     parts: tuple[str, ...]) -> dict:
+    """What the attention step shows, from one forward pass: any of "map" (one layer and head's CLS row), "rollout",
+    "distance" and "top5" as pictures and figures, and always "note"."""
     img = common.user_image(image)
     discard = _discard(discard_ratio)
     bundle = _bundle(tier)
@@ -292,25 +300,56 @@ def attention(image, layer: float, head: str | None, discard_ratio: float, tier:
     logits, atts = V.forward(bundle.model, bundle.pixel_values(img))
     atts = [a.float().cpu() for a in atts]  # L x (1, H, T, T)
     seen = V.square(img, d.image_size)
-    one = V.cls_attention(atts, li, hi).numpy()
-    roll = V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=discard), d.grid).numpy()
     dist = V.mean_attention_distance(atts, d.patch_size)  # (L, H) pixels
     uniform = V.uniform_attention_distance(d.grid, d.patch_size)
-    top = V.top_classes(bundle.model, logits[0], top_k=5)
+    out = {}
+    if "map" in parts:
+        out["map"] = viz.overlay(seen, V.cls_attention(atts, li, hi).numpy())
+    if "rollout" in parts:
+        out["rollout"] = viz.overlay(seen, V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=discard),
+                                                             d.grid).numpy())
+    if "distance" in parts:
+        out["distance"] = _distance_figure(dist, d.patch_size, uniform)
+    if "top5" in parts:
+        out["top5"] = _prediction_figure(V.top_classes(bundle.model, logits[0], top_k=5),
+                                         "Top-5 predictions: softmax of the head's logits")
     lec = V.LECTURE
     head_name = "mean over heads" if hi is None else f"head {hi}"
-    note = (f"Layer {li}, {head_name}: where the CLS token looks. Q, K and V are 1 × T × D, split into "
-            f"h heads of d_k = D / h: **lecture** 1 × {lec.tokens} × {lec.width} → {lec.heads} heads of 1 × "
-            f"{lec.tokens} × {lec.head_dim}, each with a {lec.tokens} × {lec.tokens} attention matrix; **model in "
-            f"use** 1 × {d.tokens} × {d.width} → {d.heads} heads of 1 × {d.tokens} × {d.head_dim}, {d.tokens} × "
-            f"{d.tokens}. Rollout multiplies (A + I), rows re-normalised, through all {d.layers} layers; it discards "
-            f"the lowest {discard:.0%} of each layer's weights first, all but CLS→CLS (as jacobgil/vit-explain "
-            f"does). Grid {d.grid} × {d.grid} of {d.patch_size}-px patches.\n\n"
-            + _notice("one layer's map is noisy and changes from head to head; rollout follows the attention "
-                      "through every layer and usually lands on the object. " + _distance_sentence(dist, d.patch_size,
-                                                                                                   uniform)))
-    return (viz.overlay(seen, one), viz.overlay(seen, roll), _distance_figure(dist, d.patch_size, uniform),
-            _prediction_figure(top, "Top-5 predictions: softmax of the head's logits"), note)
+    out["note"] = (
+        f"Layer {li}, {head_name}: where the CLS token looks. Q, K and V are 1 × T × D, split into "
+        f"h heads of d_k = D / h: **lecture** 1 × {lec.tokens} × {lec.width} → {lec.heads} heads of 1 × "
+        f"{lec.tokens} × {lec.head_dim}, each with a {lec.tokens} × {lec.tokens} attention matrix; **model in "
+        f"use** 1 × {d.tokens} × {d.width} → {d.heads} heads of 1 × {d.tokens} × {d.head_dim}, {d.tokens} × "
+        f"{d.tokens}. Rollout multiplies (A + I), rows re-normalised, through all {d.layers} layers; it discards "
+        f"the lowest {discard:.0%} of each layer's weights first, all but CLS→CLS (as jacobgil/vit-explain "
+        f"does). Grid {d.grid} × {d.grid} of {d.patch_size}-px patches.\n\n"
+        + _notice("one layer's map is noisy and changes from head to head; rollout follows the attention "
+                  "through every layer and usually lands on the object. " + _distance_sentence(dist, d.patch_size,
+                                                                                               uniform)))
+    return out
+
+
+def attention(image, layer: float, head: str | None, discard_ratio: float, tier: str | None = None
+              ) -> tuple[Image.Image, Image.Image, go.Figure, go.Figure, str]:
+    """CLS->patch attention of one layer and head (or the head mean), attention rollout over all layers, the mean
+    attention distance per head and layer, and the top-5 predictions, all from one forward pass."""
+    out = _attention_parts(image, layer, head, discard_ratio, tier, ("map", "rollout", "distance", "top5"))
+    return out["map"], out["rollout"], out["distance"], out["top5"], out["note"]
+
+
+def attention_layer(image, layer: float, head: str | None, discard_ratio: float, tier: str | None = None
+                    ) -> tuple[Image.Image, str]:
+    """A new layer or head changes one map (and the note that names them): (that map, note). The rollout, the
+    distances and the top-5 do not depend on it, so they are not redrawn."""
+    out = _attention_parts(image, layer, head, discard_ratio, tier, ("map",))
+    return out["map"], out["note"]
+
+
+def attention_rollout(image, layer: float, head: str | None, discard_ratio: float, tier: str | None = None
+                      ) -> tuple[Image.Image, str]:
+    """A new discard ratio changes the rollout alone (and the note that states it): (rollout, note)."""
+    out = _attention_parts(image, layer, head, discard_ratio, tier, ("rollout",))
+    return out["rollout"], out["note"]
 
 
 # ------------------------------------------------------------------------------------ handlers: 6 · MLP, the tracer
@@ -521,12 +560,12 @@ def _inputs(ui: SimpleNamespace) -> None:
 def _step_patches(ui: SimpleNamespace) -> None:
     _step(1, "Patches", "An H × W image becomes N = HW / P² patches x_i ∈ ℝ^(P²·C), read row by row.")
     with gr.Row(equal_height=True):
-        ui.patch_size = gr.Radio(list(V.PATCH_SIZES), value=16, label="patch size P")
+        ui.patch_size = gr.Radio(list(V.PATCH_SIZES), value=16, label="patch size P", elem_id="vit-patch-size")
         ui.input_size = gr.Dropdown(list(V.INPUT_SIZES), value=224, label="input size (px)",
                                     info="only sizes that P divides")
         ui.patch_btn = gr.Button("✂️ Cut into patches", variant="primary", min_width=200)
     with gr.Row():
-        ui.grid_img = _figure("**The patch grid**, indices in token order")
+        ui.grid_img = _figure("**The patch grid**, indices in token order", elem_id="vit-grid")
         with gr.Column():
             ui.readout = gr.Markdown()
             ui.seq_img = _figure("**16 patches in token order**, from the middle row: a sentence of 'words'",
@@ -579,13 +618,14 @@ def _step_attention(ui: SimpleNamespace) -> None:
           "Q = LN(z) W_Q, K = LN(z) W_K, V = LN(z) W_V, split into h heads; head_j = softmax(Q_j K_jᵀ / √d_k) V_j; "
           "z ← z + [head_1 … head_h] W_O.")
     with gr.Row(equal_height=True):
-        ui.layer = gr.Slider(0, 11, value=0, step=1, label="layer")
+        ui.layer = gr.Slider(0, 11, value=0, step=1, label="layer", elem_id="vit-layer")
         ui.head = gr.Dropdown(["mean"] + [str(h) for h in range(12)], value="mean", label="head")
-        ui.discard = gr.Slider(0.0, 0.95, value=0.0, step=0.05, label="rollout discard ratio")
+        ui.discard = gr.Slider(0.0, 0.95, value=0.0, step=0.05, label="rollout discard ratio",
+                               elem_id="vit-discard")
         ui.attn_btn = gr.Button("👁️ Show attention", variant="primary", min_width=180)
     with gr.Row():
-        ui.attn_img = _figure("**CLS → patch attention**, one layer")
-        ui.roll_img = _figure("**Attention rollout**, all layers")
+        ui.attn_img = _figure("**CLS → patch attention**, one layer", elem_id="vit-attn")
+        ui.roll_img = _figure("**Attention rollout**, all layers", elem_id="vit-roll")
     ui.distance = gr.Plot(label="Mean attention distance")
     ui.attn_note = gr.Markdown()
 
@@ -702,9 +742,9 @@ def _wire_views(ui: SimpleNamespace) -> None:
         "vit_patches": [ui.patch_btn.click, ui.input_size.input],
         "vit_position_map": [ui.patch_index.input, ui.patch_index.submit],
         "vit_layernorm": [ui.ln_layer.input],
-        "vit_attention": [ui.attn_btn.click, ui.layer.input, ui.head.input, ui.discard.input],
+        "vit_attention": [ui.attn_btn.click],
         "vit_logit_lens": [ui.lens_btn.click],
-        "vit_relevance": [ui.rel_btn.click, ui.rel_class.input, ui.discard.input],
+        "vit_relevance": [ui.rel_btn.click, ui.rel_class.input],
     }
     for fn, inputs, outputs, api_name in _views(ui):
         triggers = controls.get(api_name)
@@ -719,13 +759,20 @@ def _wire_views(ui: SimpleNamespace) -> None:
                          on_device=True),
                     [c for _, inputs, _ in reading for c in inputs], [c for _, _, outputs in reading for c in outputs],
                     api_visibility="private", **LIVE)
-    # a new head fusion changes the rollout alone: only it is redrawn, without the backward pass relevance needs
-    ui.fusion.input(show(fused_rollout), [ui.image, ui.rel_class, ui.fusion, ui.discard, ui.tier],
-                    [ui.fused_img, ui.rel_note], api_name="vit_rollout_fusion", **LIVE)
+    # a control redraws what it changes and nothing else: a layer or head its map, a discard ratio the rollout
+    attention_inputs = [ui.image, ui.layer, ui.head, ui.discard, ui.tier]
+    gr.on([ui.layer.input, ui.head.input], show(attention_layer), attention_inputs, [ui.attn_img, ui.attn_note],
+          api_name="vit_attention_layer", **LIVE)
+    ui.discard.input(show(attention_rollout), attention_inputs, [ui.roll_img, ui.attn_note],
+                     api_name="vit_attention_rollout", **LIVE)
+    # a head fusion or discard ratio changes the relevance section's rollout alone: only it is redrawn, without the
+    # backward pass relevance needs
+    gr.on([ui.fusion.input, ui.discard.input], show(fused_rollout),
+          [ui.image, ui.rel_class, ui.fusion, ui.discard, ui.tier], [ui.fused_img, ui.rel_note],
+          api_name="vit_rollout_fusion", **LIVE)
     views = {api_name: (fn, inputs, outputs) for fn, inputs, outputs, api_name in _views(ui)}
-    fn, inputs, outputs = views["vit_patches"]  # a new P first moves the input size to one that P divides
-    ui.patch_size.input(fit_input_size, [ui.patch_size, ui.input_size], [ui.input_size], queue=False,
-                        api_visibility="private").then(show(fn), inputs, outputs, api_visibility="private")
+    _, inputs, outputs = views["vit_patches"]  # a new P moves the input size to one that P divides, and cuts
+    ui.patch_size.input(show(patches_for_size), inputs, [ui.input_size, *outputs], api_visibility="private", **LIVE)
 
 
 def _wire_inputs(ui: SimpleNamespace) -> None:

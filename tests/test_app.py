@@ -29,7 +29,8 @@ def test_every_public_event_is_named_after_its_tab(demo):
                      "blip_lens", "blip_vqa", "blip_match", "blip_swap", "blip_pipeline", "diffusion_generate",
                      "diffusion_details", "diffusion_guidance", "diffusion_compare", "diffusion_clip_score",
                      "diffusion_tokens", "diffusion_playground_train", "diffusion_playground_paths", "blip2_read",
-                     "blip2_maps", "blip2_ablate", "vit_relevance", "vit_rollout_fusion", "vit_logit_lens", "clip_gap",
+                     "blip2_maps", "blip2_ablate", "vit_relevance", "vit_rollout_fusion", "vit_attention_layer",
+                     "vit_attention_rollout", "vit_logit_lens", "clip_gap",
                      "clip_prompt_ensemble"):
         assert expected in names
 

@@ -20,6 +20,14 @@ def scene(tiny_pretrained):
     return image
 
 
+@pytest.fixture
+def built():
+    """The tab's Blocks, built with the catalogue as shipped (ask for it before `scene`, which swaps the catalogue)."""
+    with gr.Blocks() as demo:
+        tab.build()
+    return demo
+
+
 def test_new_scene_is_deterministic_and_names_the_largest_shape():
     (a, truth_a), (b, truth_b) = tab.new_scene(5), tab.new_scene(5)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -47,6 +55,16 @@ def test_a_new_patch_size_offers_only_sizes_it_divides(patch_size, input_size, k
     dropdown = tab.fit_input_size(patch_size, input_size)
     assert dropdown.value == kept
     assert all(size % patch_size == 0 for _, size in dropdown.choices)
+
+
+def test_a_new_patch_size_fits_the_input_size_and_cuts_in_one_request(built, scene):
+    dropdown, grid, readout, sequence = tab.patches_for_size(scene, 14, 64, TIER)
+    assert dropdown.value == 112 and "**64 patches**" in readout  # (112 / 14)² at the fitted size
+    assert np.array_equal(np.asarray(grid), np.asarray(tab.patches(scene, 14, 112, TIER)[0]))
+    demo = built
+    size = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-patch-size")
+    events = [fn for fn in demo.fns.values() if (size._id, "input") in fn.targets]
+    assert len(events) == 1 and events[0].outputs[0].label == "input size (px)" and len(events[0].outputs) == 4
 
 
 def test_patches_readout_keeps_the_grid_and_the_model_apart(scene):
@@ -211,6 +229,36 @@ def test_relevance_beside_attention_and_rollout(scene):
     assert not np.array_equal(np.asarray(roll), np.asarray(roll_mean)), "the head fusion changes the rollout"
 
 
+def test_a_layer_head_or_discard_change_redraws_only_what_it_changes(scene):
+    full = tab.attention(scene, 1, "2", 0.3, TIER)
+    one, note = tab.attention_layer(scene, 1, "2", 0.3, TIER)
+    roll, note2 = tab.attention_rollout(scene, 1, "2", 0.3, TIER)
+    assert np.array_equal(np.asarray(one), np.asarray(full[0])) and note == note2 == full[4]
+    assert np.array_equal(np.asarray(roll), np.asarray(full[1]))
+    assert not np.array_equal(np.asarray(tab.attention_layer(scene, 0, "2", 0.3, TIER)[0]), np.asarray(one))
+    assert not np.array_equal(np.asarray(tab.attention_rollout(scene, 1, "2", 0.0, TIER)[0]), np.asarray(roll))
+    assert "Layer 0, head 2" in tab.attention_layer(scene, 0, "2", 0.3, TIER)[1] and "lowest 30%" in note
+    with pytest.raises(ValueError, match="layer"):
+        tab.attention_layer(scene, 99, "mean", 0.0, TIER)
+
+
+def test_the_attention_controls_each_trigger_their_own_view():
+    with gr.Blocks() as demo:
+        tab.build()
+    by_id = {b._id: b for b in demo.blocks.values()}
+    fired = {}
+    for fn in demo.fns.values():
+        for block_id, event in fn.targets:
+            label = getattr(by_id.get(block_id), "label", None)
+            if event == "input" and label in ("layer", "head", "rollout discard ratio"):
+                fired.setdefault(label, set()).add(fn.api_name)
+    assert fired == {"layer": {"vit_attention_layer"}, "head": {"vit_attention_layer"},
+                     "rollout discard ratio": {"vit_attention_rollout", "vit_rollout_fusion"}}
+    api = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    assert api["vit_attention_layer"].outputs[0].elem_id == "vit-attn"
+    assert api["vit_attention_rollout"].outputs[0].elem_id == "vit-roll"
+
+
 @pytest.mark.parametrize("fusion", ["mean", "max", "min"])
 def test_a_new_head_fusion_redraws_the_rollout_as_relevance_does(scene, fusion):
     """The fusion radio's own event (no backward pass) gives the very rollout and note of the full view."""
@@ -230,6 +278,8 @@ def test_the_head_fusion_radio_redraws_only_the_rollout():
     fusion = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-fusion")
     events = [fn for fn in demo.fns.values() if (fusion._id, "input") in fn.targets]
     assert [fn.api_name for fn in events] == ["vit_rollout_fusion"]
+    discard = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-discard")
+    assert (discard._id, "input") in events[0].targets  # the discard ratio changes this rollout too
     rollout = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-rollout")
     assert events[0].outputs[0]._id == rollout._id and len(events[0].outputs) == 2
 
@@ -288,14 +338,6 @@ def test_all_views_runs_every_view_in_stages_and_reports_a_failure_last():
         next(stream)
     calls.clear()
     assert list(run(None, 1, None, 2, None, 3)) == [(skip,) * 4] and calls == []  # a cleared image
-
-
-@pytest.fixture
-def built():
-    """The tab's Blocks, built with the catalogue as shipped (ask for it before `scene`, which swaps the catalogue)."""
-    with gr.Blocks() as demo:
-        tab.build()
-    return demo
 
 
 def test_a_new_image_redraws_every_view_that_reads_it_in_one_request(built, scene):
