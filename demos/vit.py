@@ -98,8 +98,8 @@ def patches_for_size(image, patch_size: float, input_size: float, tier: str | No
                      ) -> tuple[gr.Dropdown, Image.Image, str, Image.Image]:
     """A new patch size, in one request: the input sizes it divides (the current one kept when it is among them),
     then the cut at that size: (input-size dropdown, grid, readout, patch sequence)."""
-    fitted = fit_input_size(patch_size, input_size)
-    return (fitted, *patches(image, patch_size, fitted.value, tier))
+    size = V.nearest_input_size(int(input_size), int(patch_size))  # what fit_input_size keeps
+    return (fit_input_size(patch_size, input_size), *patches(image, patch_size, size, tier))
 
 
 def patches(image, patch_size: float, input_size: float, tier: str | None = None
