@@ -251,7 +251,7 @@ def test_finished_loading_statuses_are_dropped_so_each_status_message_stays_chea
         page.wait_for_timeout(700)
     state = page.evaluate("() => window.labStatusRegistry")
     assert state is not None, "the status-registry script did not find Gradio's LoadingStatus class"
-    for _ in range(180):  # the scenes' events finish (six each, two at a time); then nothing is in flight
+    for _ in range(180):  # the scenes' events finish (one per scene, streamed in two parts); then nothing is in flight
         page.wait_for_timeout(500)
         state = page.evaluate("() => window.labStatusRegistry")
         if state["size"] <= 3:
