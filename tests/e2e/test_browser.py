@@ -285,6 +285,7 @@ def test_plotly_figures_are_drawn_once_and_still_follow_a_resize(page):
 
 
 def test_presentation_mode_enlarges_text_and_hides_the_tier_controls(page):
+    page.get_by_role("tab", name="ViT").click()  # whichever tab the test before left open: the first tier radio
     button = page.get_by_role("button", name="📽️ Presentation mode")
     size = lambda: page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('.prose p')).fontSize)")  # noqa: E731
     before = size()
