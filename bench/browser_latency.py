@@ -289,7 +289,7 @@ def main_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
              p50(lambda: vit.attention_layer(image, 1, "mean", 0.0, "bundled"), 10)[0],
              measure(page, "vit-attn", "slider", "vit-layer", repeats), 100),
             ("ViT rollout: discard ratio moved one step",
-             p50(lambda: vit.attention_rollout(image, 1, "mean", 0.05, "bundled"), 10)[0],
+             p50(lambda: vit.rollouts(image, 1, "mean", 0.05, vit.PREDICTED, "mean", "bundled"), 10)[0],
              measure(page, "vit-roll", "slider", "vit-discard", repeats), 100)]
     page.get_by_role("tab", name="CLIP").click()
     page.locator("#clip-s .main-svg").first.wait_for(state="attached", timeout=60_000)

@@ -287,31 +287,38 @@ def _distance_sentence(dist: np.ndarray, patch_size: int, uniform: float) -> str
             f"{dist.min():.0f}–{dist.max():.0f} px, and {global_heads} of {dist.size} sit nearer the global line.")
 
 
-def _attention_parts(image, layer: float, head: str | None, discard_ratio: float, tier: str | None,
-                     parts: tuple[str, ...]) -> dict:
-    """What the attention step shows, from one forward pass: any of "map" (one layer and head's CLS row), "rollout",
-    "distance" and "top5" as pictures and figures, and always "note"."""
+def _forward(image, tier: str | None) -> SimpleNamespace:
+    """One forward pass that keeps the attentions, and what the attention views draw on: the model (bundle), its dims
+    (d), logits (1, classes), attentions L x (1, H, T, T) on the CPU in float32, and the image as the model sees it
+    (seen)."""
     img = common.user_image(image)
-    discard = _discard(discard_ratio)
     bundle = _bundle(tier)
     d = V.dims(bundle.model.config)
+    logits, atts = V.forward(bundle.model, bundle.pixel_values(img))
+    return SimpleNamespace(bundle=bundle, d=d, logits=logits, atts=[a.float().cpu() for a in atts],
+                           seen=V.square(img, d.image_size))
+
+
+def _attention_parts(f: SimpleNamespace, layer: float, head: str | None, discard_ratio: float,
+                     parts: tuple[str, ...]) -> dict:
+    """What the attention step shows, from one forward pass `f` (see _forward): any of "map" (one layer and head's
+    CLS row), "rollout", "distance" and "top5" as pictures and figures, and always "note"."""
+    discard = _discard(discard_ratio)
+    d, atts = f.d, f.atts
     li = common.whole_number(layer, "layer", 0, d.layers - 1)
     hi = None if head in (None, "", "mean") else common.whole_number(head, "head", 0, d.heads - 1)
-    logits, atts = V.forward(bundle.model, bundle.pixel_values(img))
-    atts = [a.float().cpu() for a in atts]  # L x (1, H, T, T)
-    seen = V.square(img, d.image_size)
     dist = V.mean_attention_distance(atts, d.patch_size)  # (L, H) pixels
     uniform = V.uniform_attention_distance(d.grid, d.patch_size)
     out = {}
     if "map" in parts:
-        out["map"] = viz.overlay(seen, V.cls_attention(atts, li, hi).numpy())
+        out["map"] = viz.overlay(f.seen, V.cls_attention(atts, li, hi).numpy())
     if "rollout" in parts:
-        out["rollout"] = viz.overlay(seen, V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=discard),
-                                                             d.grid).numpy())
+        out["rollout"] = viz.overlay(f.seen, V.cls_rollout_map(V.attention_rollout(atts, discard_ratio=discard),
+                                                               d.grid).numpy())
     if "distance" in parts:
         out["distance"] = _distance_figure(dist, d.patch_size, uniform)
     if "top5" in parts:
-        out["top5"] = _prediction_figure(V.top_classes(bundle.model, logits[0], top_k=5),
+        out["top5"] = _prediction_figure(V.top_classes(f.bundle.model, f.logits[0], top_k=5),
                                          "Top-5 predictions: softmax of the head's logits")
     lec = V.LECTURE
     head_name = "mean over heads" if hi is None else f"head {hi}"
@@ -333,7 +340,7 @@ def attention(image, layer: float, head: str | None, discard_ratio: float, tier:
               ) -> tuple[Image.Image, Image.Image, go.Figure, go.Figure, str]:
     """CLS->patch attention of one layer and head (or the head mean), attention rollout over all layers, the mean
     attention distance per head and layer, and the top-5 predictions, all from one forward pass."""
-    out = _attention_parts(image, layer, head, discard_ratio, tier, ("map", "rollout", "distance", "top5"))
+    out = _attention_parts(_forward(image, tier), layer, head, discard_ratio, ("map", "rollout", "distance", "top5"))
     return out["map"], out["rollout"], out["distance"], out["top5"], out["note"]
 
 
@@ -341,15 +348,18 @@ def attention_layer(image, layer: float, head: str | None, discard_ratio: float,
                     ) -> tuple[Image.Image, str]:
     """A new layer or head changes one map (and the note that names them): (that map, note). The rollout, the
     distances and the top-5 do not depend on it, so they are not redrawn."""
-    out = _attention_parts(image, layer, head, discard_ratio, tier, ("map",))
+    out = _attention_parts(_forward(image, tier), layer, head, discard_ratio, ("map",))
     return out["map"], out["note"]
 
 
-def attention_rollout(image, layer: float, head: str | None, discard_ratio: float, tier: str | None = None
-                      ) -> tuple[Image.Image, str]:
-    """A new discard ratio changes the rollout alone (and the note that states it): (rollout, note)."""
-    out = _attention_parts(image, layer, head, discard_ratio, tier, ("rollout",))
-    return out["rollout"], out["note"]
+def rollouts(image, layer: float, head: str | None, discard_ratio: float, class_name: str | None, head_fusion: str,
+             tier: str | None = None) -> tuple[Image.Image, str, Image.Image, str]:
+    """A new discard ratio changes the two rollouts alone, step 5's (heads averaged) and the relevance section's
+    (heads fused as chosen), and the notes that state it; one forward pass draws both: (rollout, attention note,
+    fused rollout, relevance note)."""
+    f = _forward(image, tier)
+    out = _attention_parts(f, layer, head, discard_ratio, ("rollout",))
+    return (out["rollout"], out["note"], *_fused(f, class_name, head_fusion, discard_ratio))
 
 
 # ------------------------------------------------------------------------------------ handlers: 6 · MLP, the tracer
@@ -451,21 +461,24 @@ def relevance(image, class_name: str | None, head_fusion: str, discard_ratio: fl
     return viz.overlay(seen, raw), viz.overlay(seen, roll), viz.overlay(seen, rel), note
 
 
+def _fused(f: SimpleNamespace, class_name: str | None, head_fusion: str, discard_ratio: float
+           ) -> tuple[Image.Image, str]:
+    """The relevance section's rollout, heads fused by `head_fusion`, from a forward pass `f`, and its note."""
+    discard = _discard(discard_ratio)
+    index = _class_index(f.bundle, class_name)
+    probs = f.logits[0].float().softmax(-1)
+    index = int(probs.argmax()) if index is None else index
+    roll = V.cls_rollout_map(V.attention_rollout(f.atts, discard, head_fusion), f.d.grid)
+    note = _relevance_note(V.class_names(f.bundle.model), index, float(probs[index]), class_name, head_fusion,
+                           discard)
+    return viz.overlay(f.seen, roll.cpu().numpy()), note
+
+
 def fused_rollout(image, class_name: str | None, head_fusion: str, discard_ratio: float, tier: str | None = None
                   ) -> tuple[Image.Image, str]:
     """A new head fusion redraws what it changes, the rollout (and the note that names the fusion), from one forward
     pass without gradients; raw attention and relevance do not depend on it. Returns (rollout overlay, note)."""
-    img = common.user_image(image)
-    discard = _discard(discard_ratio)
-    bundle = _bundle(tier)
-    index = _class_index(bundle, class_name)
-    d = V.dims(bundle.model.config)
-    logits, atts = V.forward(bundle.model, bundle.pixel_values(img))
-    probs = logits[0].float().softmax(-1)
-    index = int(probs.argmax()) if index is None else index
-    roll = V.cls_rollout_map(V.attention_rollout([a.float() for a in atts], discard, head_fusion), d.grid)
-    note = _relevance_note(V.class_names(bundle.model), index, float(probs[index]), class_name, head_fusion, discard)
-    return viz.overlay(V.square(img, d.image_size), roll.cpu().numpy()), note
+    return _fused(_forward(image, tier), class_name, head_fusion, discard_ratio)
 
 
 def _sketch_image(sketch) -> Image.Image | None:
@@ -759,17 +772,14 @@ def _wire_views(ui: SimpleNamespace) -> None:
                          on_device=True),
                     [c for _, inputs, _ in reading for c in inputs], [c for _, _, outputs in reading for c in outputs],
                     api_visibility="private", **LIVE)
-    # a control redraws what it changes and nothing else: a layer or head its map, a discard ratio the rollout
-    attention_inputs = [ui.image, ui.layer, ui.head, ui.discard, ui.tier]
-    gr.on([ui.layer.input, ui.head.input], show(attention_layer), attention_inputs, [ui.attn_img, ui.attn_note],
-          api_name="vit_attention_layer", **LIVE)
-    ui.discard.input(show(attention_rollout), attention_inputs, [ui.roll_img, ui.attn_note],
-                     api_name="vit_attention_rollout", **LIVE)
-    # a head fusion or discard ratio changes the relevance section's rollout alone: only it is redrawn, without the
-    # backward pass relevance needs
-    gr.on([ui.fusion.input, ui.discard.input], show(fused_rollout),
-          [ui.image, ui.rel_class, ui.fusion, ui.discard, ui.tier], [ui.fused_img, ui.rel_note],
-          api_name="vit_rollout_fusion", **LIVE)
+    # a control redraws what it changes and nothing else: a layer or head its map; a discard ratio both rollouts,
+    # from one forward pass; a head fusion the relevance section's rollout, without the backward pass relevance needs
+    gr.on([ui.layer.input, ui.head.input], show(attention_layer), [ui.image, ui.layer, ui.head, ui.discard, ui.tier],
+          [ui.attn_img, ui.attn_note], api_name="vit_attention_layer", **LIVE)
+    ui.discard.input(show(rollouts), [ui.image, ui.layer, ui.head, ui.discard, ui.rel_class, ui.fusion, ui.tier],
+                     [ui.roll_img, ui.attn_note, ui.fused_img, ui.rel_note], api_name="vit_rollouts", **LIVE)
+    ui.fusion.input(show(fused_rollout), [ui.image, ui.rel_class, ui.fusion, ui.discard, ui.tier],
+                    [ui.fused_img, ui.rel_note], api_name="vit_rollout_fusion", **LIVE)
     views = {api_name: (fn, inputs, outputs) for fn, inputs, outputs, api_name in _views(ui)}
     _, inputs, outputs = views["vit_patches"]  # a new P moves the input size to one that P divides, and cuts
     ui.patch_size.input(show(patches_for_size), inputs, [ui.input_size, *outputs], api_visibility="private", **LIVE)

@@ -30,7 +30,7 @@ def test_every_public_event_is_named_after_its_tab(demo):
                      "diffusion_details", "diffusion_guidance", "diffusion_compare", "diffusion_clip_score",
                      "diffusion_tokens", "diffusion_playground_train", "diffusion_playground_paths", "blip2_read",
                      "blip2_maps", "blip2_ablate", "vit_relevance", "vit_rollout_fusion", "vit_attention_layer",
-                     "vit_attention_rollout", "vit_logit_lens", "clip_gap",
+                     "vit_rollouts", "vit_logit_lens", "clip_gap",
                      "clip_prompt_ensemble"):
         assert expected in names
 

@@ -232,11 +232,14 @@ def test_relevance_beside_attention_and_rollout(scene):
 def test_a_layer_head_or_discard_change_redraws_only_what_it_changes(scene):
     full = tab.attention(scene, 1, "2", 0.3, TIER)
     one, note = tab.attention_layer(scene, 1, "2", 0.3, TIER)
-    roll, note2 = tab.attention_rollout(scene, 1, "2", 0.3, TIER)
+    roll, note2, fused, rel_note = tab.rollouts(scene, 1, "2", 0.3, "class 3", "max", TIER)
     assert np.array_equal(np.asarray(one), np.asarray(full[0])) and note == note2 == full[4]
     assert np.array_equal(np.asarray(roll), np.asarray(full[1]))
+    _, fused_full, _, rel_full = tab.relevance(scene, "class 3", "max", 0.3, TIER)  # the relevance section's own
+    assert np.abs(np.asarray(fused, int) - np.asarray(fused_full, int)).max() <= 1 and rel_note == rel_full
     assert not np.array_equal(np.asarray(tab.attention_layer(scene, 0, "2", 0.3, TIER)[0]), np.asarray(one))
-    assert not np.array_equal(np.asarray(tab.attention_rollout(scene, 1, "2", 0.0, TIER)[0]), np.asarray(roll))
+    assert not np.array_equal(np.asarray(tab.rollouts(scene, 1, "2", 0.0, "class 3", "max", TIER)[0]),
+                              np.asarray(roll))
     assert "Layer 0, head 2" in tab.attention_layer(scene, 0, "2", 0.3, TIER)[1] and "lowest 30%" in note
     with pytest.raises(ValueError, match="layer"):
         tab.attention_layer(scene, 99, "mean", 0.0, TIER)
@@ -253,10 +256,10 @@ def test_the_attention_controls_each_trigger_their_own_view():
             if event == "input" and label in ("layer", "head", "rollout discard ratio"):
                 fired.setdefault(label, set()).add(fn.api_name)
     assert fired == {"layer": {"vit_attention_layer"}, "head": {"vit_attention_layer"},
-                     "rollout discard ratio": {"vit_attention_rollout", "vit_rollout_fusion"}}
+                     "rollout discard ratio": {"vit_rollouts"}}
     api = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
     assert api["vit_attention_layer"].outputs[0].elem_id == "vit-attn"
-    assert api["vit_attention_rollout"].outputs[0].elem_id == "vit-roll"
+    assert [o.elem_id for o in api["vit_rollouts"].outputs[::2]] == ["vit-roll", "vit-rollout"]  # both rollouts
 
 
 @pytest.mark.parametrize("fusion", ["mean", "max", "min"])
@@ -278,8 +281,6 @@ def test_the_head_fusion_radio_redraws_only_the_rollout():
     fusion = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-fusion")
     events = [fn for fn in demo.fns.values() if (fusion._id, "input") in fn.targets]
     assert [fn.api_name for fn in events] == ["vit_rollout_fusion"]
-    discard = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-discard")
-    assert (discard._id, "input") in events[0].targets  # the discard ratio changes this rollout too
     rollout = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vit-rollout")
     assert events[0].outputs[0]._id == rollout._id and len(events[0].outputs) == 2
 
