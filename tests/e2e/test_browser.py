@@ -111,15 +111,18 @@ def test_vit_sketchpad_classifies_a_drawing(page):
     page.get_by_text("Draw a shape").first.scroll_into_view_if_needed()
     # Choose the pad's brush (it draws only then); clicked from JavaScript, since Playwright's click waits on the
     # pad's animation. Returns the drawing canvas's box.
-    box = page.evaluate("""() => {
+    pad = """() => {
         const brush = document.querySelector('button[aria-label=Brush]');
-        brush.click();
         let block = brush;
         while (block && !block.querySelector('canvas')) block = block.parentElement;
         block.scrollIntoView({block: 'center'});
         const r = block.querySelector('canvas').getBoundingClientRect();
         return {x: r.x, y: r.y, width: r.width, height: r.height};
-    }""")
+    }"""
+    page.evaluate("() => document.querySelector('button[aria-label=Brush]').click()")
+    page.evaluate(pad)
+    page.wait_for_timeout(2000)  # the pictures above load as they come into view and push the pad down: let them
+    box = page.evaluate(pad)
     assert box and box["width"] > 100
     side = min(box["width"], box["height"]) * 0.35
     x0, y0 = box["x"] + box["width"] / 2 - side / 2, box["y"] + box["height"] / 2 - side / 2
