@@ -48,7 +48,9 @@ def _plain(value):
 def handler_times(repeats: int, tier: str = "bundled") -> list[tuple[str, float, float, bool]]:
     """(action, p50 ms, p95 ms, generative) of each load-test action's handler, called directly."""
     import app
+    from demos import common
 
+    common.ANSWERS.ttl_s = 0  # every call computes: identical calls in a row would otherwise share one answer
     demo = app.build()
     by_name = {fn.api_name: fn for fn in demo.fns.values()}
     rows = []

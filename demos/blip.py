@@ -174,6 +174,7 @@ def lens(image, state, step, tier):
 
 # -------------------------------------------------------------------------------------------------------------- VQA
 
+@common.deterministic
 def ask(image, question, scene_seed, layer, tier):
     """(answer Markdown, overlay of where the question looked)."""
     img = _image(image)
@@ -198,6 +199,7 @@ def ask(image, question, scene_seed, layer, tier):
 
 # --------------------------------------------------------------------------------------------------------- matching
 
+@common.deterministic
 def matching(image, captions, tier):
     """ITM probability and ITC cosine for each caption (one per line), as a figure."""
     img = _image(image)

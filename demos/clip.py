@@ -397,6 +397,7 @@ def matrix_views(S: np.ndarray, texts: list[str], log_tau: float, cosine: bool =
     return fig_s, fig_r, fig_c, md
 
 
+@common.deterministic
 def matrix(gallery, texts: str, log_tau: float | None, tier: str | None = None):
     """Everything the matrix shows, from scratch: (the shapes walk-through of step 1, S, row softmax, column softmax,
     loss Markdown, PCA map of the shared space, the S kept for temperature changes, its texts). A None log_tau uses
@@ -458,6 +459,7 @@ def rank_images(gallery, query: str, tier: str | None = None) -> list[tuple]:
 
 # ------------------------------------------------------------------------------------------------ step 4: zero-shot
 
+@common.deterministic
 def zero_shot(image, labels: str, template: str, tier: str | None = None) -> tuple[go.Figure, str]:
     """P(label | image) = softmax over labels of cos(image, template(label)) / τ, as a bar chart, and a note."""
     img = common.user_image(image)

@@ -4,10 +4,15 @@ a model event runs on the shared device (one concurrency group; `spaces.GPU` on 
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import inspect
+import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import gradio as gr
@@ -212,13 +217,126 @@ def gpu(fn: Callable) -> Callable:
     return spaces.GPU(fn)
 
 
+# ------------------------------------------------------------------------------------------------ a room at once
+
+SHARE_ITEMS = 32  # answers kept at most (each a few pictures and figures)
+
+
+def fingerprint(value) -> object:
+    """A hashable stand-in for a handler's input: pictures, arrays and files (uploads arrive under a new name each
+    time) by their content, numbers by their exact repr. Raises TypeError for anything else."""
+    if isinstance(value, Image.Image):
+        return "image", value.mode, value.size, hashlib.sha1(value.tobytes()).digest()
+    if isinstance(value, np.ndarray):
+        return "array", value.dtype.str, value.shape, hashlib.sha1(np.ascontiguousarray(value).tobytes()).digest()
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__, *map(fingerprint, value)
+    if isinstance(value, dict):
+        return "dict", *sorted((str(k), fingerprint(v)) for k, v in value.items())
+    if isinstance(value, (str, Path)):
+        if len(str(value)) < 4096 and os.path.isfile(value):
+            return "file", str(value), hashlib.sha1(Path(value).read_bytes()).digest()
+        return "text", str(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return type(value).__name__, repr(value)
+    raise TypeError(f"no fingerprint for {type(value).__name__}")
+
+
+def _fresh(value):
+    """`value` with its dicts and lists copied, so that Gradio, which pops keys out of update dicts as it sends them,
+    cannot change an answer that another request will be given too. Pictures and figures are only read."""
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(map(_fresh, value)) if type(value) in (list, tuple) else value
+    return value
+
+
+class SharedAnswers:
+    """Identical requests share one computation. When a room clicks the same button on the same scene, the first
+    request computes and every identical one, arriving meanwhile or within `ttl_s` after (by default the setting
+    MMLAB_SHARE_S; 0 shares nothing), is given its answer instead of computing it again behind it in the queue. Only
+    for handlers whose answer is a function of their inputs alone; a failure is not kept (the requests waiting on it
+    get the same error, the next one tries again)."""
+
+    def __init__(self, ttl_s: float | None = None, max_items: int = SHARE_ITEMS):
+        self.ttl_s, self.max_items = ttl_s, max_items
+        self._answers: OrderedDict[object, tuple[float, Future]] = OrderedDict()  # key -> (when asked, answer)
+        self._lock = threading.Lock()
+        self.computed = self.shared = 0
+
+    def __call__(self, key, compute: Callable):
+        ttl_s = settings.get().share_s if self.ttl_s is None else self.ttl_s
+        if ttl_s <= 0:
+            return compute()
+        now = time.monotonic()
+        with self._lock:
+            for old in [k for k, (t, _) in self._answers.items() if now - t > ttl_s]:
+                del self._answers[old]
+            entry = self._answers.get(key)
+            owner = entry is None
+            if owner:
+                entry = self._answers[key] = (now, Future())
+                while len(self._answers) > self.max_items:
+                    self._answers.popitem(last=False)
+                self.computed += 1
+            else:
+                self.shared += 1
+        answer = entry[1]
+        if owner:
+            try:
+                answer.set_result(compute())
+            except BaseException as exc:
+                answer.set_exception(exc)
+                with self._lock:
+                    if self._answers.get(key) is entry:
+                        del self._answers[key]
+        return _fresh(answer.result())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answers.clear()
+
+
+ANSWERS = SharedAnswers()
+
+
+def deterministic(fn: Callable) -> Callable:
+    """Mark a handler whose answer depends on its inputs alone (no random draw, no per-user state): its events then
+    share one computation among identical requests (show_errors)."""
+    fn.deterministic = True
+    return fn
+
+
+def shared(fn: Callable, name: str | None = None) -> Callable:
+    """`fn`, with identical calls at once (or within MMLAB_SHARE_S) answered by one computation (see SharedAnswers);
+    `name` (by default fn's own) keeps different handlers' answers apart. Calls whose inputs have no fingerprint run
+    as they are."""
+    name = name or f"{fn.__module__}.{fn.__qualname__}"
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            key = name, fingerprint(args), fingerprint(kwargs)
+        except TypeError:
+            return fn(*args, **kwargs)
+        return ANSWERS(key, lambda: fn(*args, **kwargs))
+
+    return wrapper
+
+
 def show_errors(fn: Callable, on_device: bool | None = None) -> Callable:
     """Wrap a handler for the UI: ValueError (bad input) becomes a Gradio error popup, a model still loading or that
     failed to load says so, CUDA out-of-memory a polite retry message, and any tqdm bar inside (a first download of
     pretrained weights) shows as a progress bar. A handler that runs a model (`on_device`, by default: it takes a
-    `tier`) runs under `gpu` and is marked `.on_device`, so that the app puts its events in the DEVICE group."""
+    `tier`) runs under `gpu` and is marked `.on_device`, so that the app puts its events in the DEVICE group. A
+    handler marked `deterministic` gives identical requests at once one computation's answer."""
     on_device = runs_model(fn) if on_device is None else on_device
     call = gpu(fn) if on_device else fn
+    if getattr(fn, "deterministic", False):
+        if inspect.isgeneratorfunction(fn):
+            raise ValueError(f"{fn.__name__} streams: its answers cannot be shared")
+        call = shared(call, f"{fn.__module__}.{fn.__qualname__}")
 
     def clean(args: tuple, kwargs: dict) -> tuple:
         if args and isinstance(args[-1], gr.Progress):

@@ -69,6 +69,7 @@ def _closed_form(image, schedule: str, beta_start: float, beta_end: float, T: fl
     return sched, t, abar, D.closed_form(x0, abar, _noise(tuple(x0.shape), _seed(seed)))
 
 
+@common.deterministic
 def forward(image, schedule: str, beta_start: float, beta_end: float, T: float, t: float, seed: float
             ) -> tuple[Image.Image, str]:
     """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at one t: (the image, the numbers). Its histogram comes from
@@ -190,6 +191,7 @@ def _latent_picture(z: torch.Tensor, cell: int) -> Image.Image:
     return img.resize((img.width * cell, img.height * cell), Image.Resampling.NEAREST)
 
 
+@common.deterministic
 def latent(image, autoencoder: str, tier: str | None, schedule: str, beta_start: float, beta_end: float, T: float,
            t: float, seed: float) -> tuple[Image.Image, Image.Image, Image.Image, Image.Image, Image.Image, str]:
     """Pixel space against latent space: the VAE's latent channels, its reconstruction and error map, and the same

@@ -102,6 +102,7 @@ def patches_for_size(image, patch_size: float, input_size: float, tier: str | No
     return (fit_input_size(patch_size, input_size), *patches(image, patch_size, size, tier))
 
 
+@common.deterministic
 def patches(image, patch_size: float, input_size: float, tier: str | None = None
             ) -> tuple[Image.Image, str, Image.Image]:
     """Cut the image into P x P patches: (grid overlay, readout Markdown, 16 patches in token order from the middle
@@ -336,6 +337,7 @@ def _attention_parts(f: SimpleNamespace, layer: float, head: str | None, discard
     return out
 
 
+@common.deterministic
 def attention(image, layer: float, head: str | None, discard_ratio: float, tier: str | None = None
               ) -> tuple[Image.Image, Image.Image, go.Figure, go.Figure, str]:
     """CLS->patch attention of one layer and head (or the head mean), attention rollout over all layers, the mean

@@ -10,6 +10,7 @@
     MMLAB_CONCURRENCY     requests of one event that run at once, for events that run no model (default: 2)
     MMLAB_DEVICE_CONCURRENCY  model requests that run at once, all tabs together (default: 2)
     MMLAB_PROBE_TIMEOUT   seconds to decide whether the hub answers (default: 1.5)
+    MMLAB_SHARE_S         seconds an answer is given to identical requests, 0 = never shared (default: 30)
     MMLAB_COMPILE         1 = on CUDA, torch.compile the diffusion UNet and its preview decoder, warmed at start-up
                           (about a minute; default: 0, eager)
     GRADIO_SERVER_NAME    interface to bind, as Hugging Face Spaces set it (default: 127.0.0.1)
@@ -21,7 +22,10 @@ A classroom is 30-40 students clicking within the same second. Each click starts
 at once (an action and the chains it sets off), so 40 students fill about 120 places: the queue holds 128, and a
 click beyond that is refused at once ("busy, try again") rather than left waiting for minutes. Every model call
 shares one device, so model events form one concurrency group of MMLAB_DEVICE_CONCURRENCY; on a 2-core CPU two at
-once keep both cores busy, and on one GPU two at once overlap one request's Python with the other's kernels.
+once keep both cores busy, and on one GPU two at once overlap one request's Python with the other's kernels. When
+the lecturer says "now click Caption", the room sends the same request forty times: an action whose answer depends
+on its inputs alone computes it once and gives it to every identical request that arrives meanwhile or within
+MMLAB_SHARE_S seconds after.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Settings:
     concurrency: int = 2
     device_concurrency: int = 2
     probe_timeout: float = 1.5
+    share_s: int = 30
     host: str = "127.0.0.1"
     port: int = 7860
     hub_offline: bool = False
@@ -113,6 +118,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         concurrency=_int(env, "MMLAB_CONCURRENCY", 2, 1, 16),
         device_concurrency=_int(env, "MMLAB_DEVICE_CONCURRENCY", 2, 1, 16),
         probe_timeout=probe_timeout,
+        share_s=_int(env, "MMLAB_SHARE_S", 30, 0, 3600),
         host=env.get("GRADIO_SERVER_NAME", "").strip() or "127.0.0.1",
         port=_int(env, port_name, 7860, 1, 65535),
         hub_offline=env.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"),

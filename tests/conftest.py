@@ -16,6 +16,17 @@ import torch
 from mmcore import models
 
 
+@pytest.fixture(autouse=True)
+def no_shared_answers():
+    """Each test computes its own answers: none is shared from an earlier test's identical request (a test may
+    change a model, a file or a setting between two identical calls)."""
+    from demos import common
+
+    common.ANSWERS.clear()
+    yield
+    common.ANSWERS.clear()
+
+
 class FakeHub:
     """A hub that answers from a set of cached families, and is reachable or not."""
 

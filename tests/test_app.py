@@ -1,5 +1,7 @@
 """The app composes without launching, and its HTTP API reads like a table of contents."""
 
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -238,3 +240,30 @@ def test_the_theme_serves_only_complete_font_files():
     files = re.findall(r"url\('static/fonts/([^']+)'\)", css)
     fonts = Path(gr.__file__).parent / "templates" / "frontend" / "static" / "fonts"
     assert len(files) == 2 and all((fonts / f).stat().st_size > 50_000 for f in files), files
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
+def test_freed_memory_goes_back_to_the_os():
+    import threading
+    import time
+
+    import numpy as np
+
+    import app
+
+    assert app.return_freed_memory(every_s=0.05)
+    assert app.return_freed_memory()  # one thread per process, however often the app is served
+    assert [t.name for t in threading.enumerate()].count("malloc-trim") == 1
+    blocks = [np.ones(100_000 // 8) for _ in range(2000)]  # 200 MB in 100 kB blocks, from the heap (not mmap)
+    del blocks[::2]  # 100 MB of holes that the heap cannot give back by shrinking
+    held = _rss_mb()
+    time.sleep(0.5)  # a few trims
+    assert _rss_mb() < held - 50  # the holes went back to the OS
+    del blocks

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
+import gradio as gr
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+import pytest
+from PIL import Image
 
 import mmcore.vit  # noqa: F401  (registers the vit family)
 from demos import common
-from mmcore import models
+from mmcore import models, settings
 
 
 def test_every_figure_uses_the_small_transparent_template():
@@ -74,3 +80,116 @@ def test_pace_sends_the_first_update_at_once_then_one_per_interval(monkeypatch):
         due.append(pace.due())
     assert due == [True, False, False, True, False, True, False]
     assert all(common.Pace(0.0).due() for _ in range(3))
+
+
+# ------------------------------------------------------------------------------------------------ a room at once
+
+def test_a_fingerprint_sees_content_not_names(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (8, 8), "red").save(a)
+    Image.new("RGB", (8, 8), "red").save(b)
+    assert common.fingerprint(str(a)) != common.fingerprint(str(b))  # the name is part of it, the content too
+    assert common.fingerprint(str(a))[2] == common.fingerprint(str(b))[2]
+    red, also_red = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "red")
+    assert common.fingerprint(red) == common.fingerprint(also_red)
+    also_red.putpixel((7, 7), (254, 0, 0))
+    assert common.fingerprint(red) != common.fingerprint(also_red)  # one pixel
+    assert common.fingerprint(Image.new("L", (8, 8))) != common.fingerprint(Image.new("RGB", (8, 8)))
+    assert common.fingerprint(np.zeros((2, 3))) != common.fingerprint(np.zeros((3, 2)))
+    assert common.fingerprint(np.zeros(2, np.float32)) != common.fingerprint(np.zeros(2, np.float64))
+    assert common.fingerprint(0.0) != common.fingerprint(-0.0) != common.fingerprint(0)
+    assert common.fingerprint(("a", 1)) != common.fingerprint(["a", 1])
+    assert common.fingerprint({"x": 1, "y": 2}) == common.fingerprint({"y": 2, "x": 1})
+    with pytest.raises(TypeError):
+        common.fingerprint(object())
+
+
+def test_identical_requests_at_once_share_one_computation():
+    answers, calls, started = common.SharedAnswers(), [], threading.Event()
+
+    def compute():
+        calls.append(1)
+        started.set()
+        time.sleep(0.2)  # the others arrive while it runs
+        return {"__type__": "update", "value": len(calls)}, [1, 2]
+
+    got = []
+    first = threading.Thread(target=lambda: got.append(answers("key", compute)))
+    first.start()
+    started.wait(5)
+    rest = [threading.Thread(target=lambda: got.append(answers("key", compute))) for _ in range(7)]
+    for t in rest:
+        t.start()
+    for t in [first, *rest]:
+        t.join(5)
+    assert len(calls) == 1 and len(got) == 8 and all(g == ({"__type__": "update", "value": 1}, [1, 2]) for g in got)
+    assert (answers.computed, answers.shared) == (1, 7)
+    got[0][0].pop("value")  # Gradio pops keys out of update dicts as it sends them
+    got[0][1].append(3)
+    assert answers("key", compute) == ({"__type__": "update", "value": 1}, [1, 2])  # the kept answer is untouched
+    assert answers("other key", compute)[0]["value"] == 2  # other inputs compute
+
+
+def test_a_failure_is_not_kept_and_an_answer_expires():
+    answers, calls = common.SharedAnswers(ttl_s=0.1), []
+
+    def fail():
+        calls.append(1)
+        raise ValueError("bad input")
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match="bad input"):
+            answers("key", fail)
+    assert len(calls) == 2  # the second request tried again
+    assert answers("key", lambda: "ok") == "ok" == answers("key", lambda: "not again")
+    time.sleep(0.15)
+    assert answers("key", lambda: "anew") == "anew"  # expired
+    never = common.SharedAnswers(ttl_s=0)
+    assert never("key", lambda: 1) == 1 and never("key", lambda: 2) == 2  # 0 s: nothing is shared
+    small = common.SharedAnswers(max_items=2)
+    for key in "abc":
+        small(key, lambda k=key: k)
+    assert small("a", lambda: "recomputed") == "recomputed"  # the oldest went first
+    assert small("c", lambda: "kept?") == "c"
+
+
+def test_the_sharing_window_is_a_setting():
+    assert settings.from_env({}).share_s == 30
+    assert settings.from_env({"MMLAB_SHARE_S": "0"}).share_s == 0
+    with pytest.raises(ValueError, match="MMLAB_SHARE_S"):
+        settings.from_env({"MMLAB_SHARE_S": "-1"})
+
+
+def test_only_handlers_marked_deterministic_share_their_answers():
+    calls = []
+
+    def handler(image, t: float) -> str:
+        calls.append(t)
+        return f"t = {t}"
+
+    plain = common.show_errors(handler)
+    marked = common.show_errors(common.deterministic(handler))
+    image = Image.new("RGB", (8, 8), "blue")
+    assert plain(image, 1.0) == plain(image, 1.0) and len(calls) == 2  # unmarked: every call computes
+    calls.clear()
+    assert marked(image, 1.0) == marked(image.copy(), 1.0) == "t = 1.0" and calls == [1.0]  # the same content
+    assert marked(image, 2.0) == "t = 2.0" and calls == [1.0, 2.0]
+    assert marked(Image.new("RGB", (8, 8), "red"), 1.0) == "t = 1.0" and len(calls) == 3
+    with pytest.raises(gr.Error, match="bad"):  # a marked handler's errors still become messages
+        common.show_errors(common.deterministic(lambda x: (_ for _ in ()).throw(ValueError("bad"))))(1)
+
+    def stream(x):
+        yield x
+
+    with pytest.raises(ValueError, match="streams"):
+        common.show_errors(common.deterministic(stream))
+
+
+def test_the_main_actions_that_a_room_clicks_at_once_are_marked():
+    from demos import blip, clip, diffusion, vit
+
+    marked = [vit.patches, vit.attention, clip.matrix, clip.zero_shot, blip.ask, blip.matching, diffusion.forward,
+              diffusion.latent]
+    assert all(getattr(fn, "deterministic", False) for fn in marked)
+    random_draws = [vit.new_scene, clip.new_batch, blip.new_scene, blip.caption, diffusion.new_scene]
+    assert not any(getattr(fn, "deterministic", False) for fn in random_draws)

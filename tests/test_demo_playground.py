@@ -10,6 +10,12 @@ import pytest
 from demos import playground as P
 
 
+@pytest.fixture(autouse=True)
+def no_remembered_runs(monkeypatch):
+    """Each test starts with no finished run in memory (they are shared by every session of the app)."""
+    monkeypatch.setattr(P, "_RUNS", type(P._RUNS)())
+
+
 @pytest.fixture
 def quick(monkeypatch):
     monkeypatch.setattr(P, "CONFIG", dataclasses.replace(P.CONFIG, steps=300, log_every=50))
@@ -27,6 +33,36 @@ def test_training_streams_the_loss_then_delivers_paths(quick):
     nearest = np.linalg.norm(play.forward[0][:, None] - play.data[None], axis=-1).min(1)
     assert nearest.max() < 1e-6  # the forward paths start on the data points themselves
     assert play.forward[-1].std() > 0.8  # and end near N(0, I)
+
+
+def test_the_same_data_and_seed_are_trained_once_and_then_served_at_once(quick, monkeypatch):
+    first = list(P.train("spiral", None, 3))
+    assert len(first) == 300 // 50  # trained, streaming
+    trained = []
+    monkeypatch.setattr(P.toy2d, "train", lambda *a, **k: trained.append(a) or iter(()))  # training would fail now
+    again = list(P.train("spiral", None, 3))
+    assert trained == [] and len(again) == 1  # no training: the remembered run at once
+    fig, md, paths_fig, play, _ = again[0]
+    assert play is first[-1][3]  # the very same playground
+    assert list(fig.data[0].y) == list(first[-1][0].data[0].y)  # the whole loss curve
+    assert paths_fig.to_json() == first[-1][2].to_json()
+    assert "trained moments ago" in md and f"{play.quality:.3f}" in md
+    assert list(P.train("spiral", None, 4)) == [] and len(trained) == 1  # another seed trains anew
+    assert list(P.train("rings", None, 3)) == [] and len(trained) == 2  # and so does other data
+
+
+def test_a_run_cut_short_by_the_time_limit_is_not_remembered(monkeypatch):
+    monkeypatch.setattr(P, "CONFIG", dataclasses.replace(P.CONFIG, steps=5000, log_every=50, time_limit=0.05))
+    assert "time limit" in list(P.train("spiral", None, 0))[-1][1]
+    assert len(P._RUNS) == 0
+    assert len(list(P.train("spiral", None, 0))) > 1  # trained (and streamed) again
+
+
+def test_only_the_latest_runs_are_kept(quick, monkeypatch):
+    monkeypatch.setattr(P, "MAX_RUNS", 2)
+    for seed in (0, 1, 0, 2):  # seed 0 used again, so seed 1 is the oldest when seed 2 arrives
+        list(P.train("spiral", None, seed))
+    assert [key[2] for key in P._RUNS] == [0, 2]
 
 
 def test_the_t_slider_moves_along_the_paths(quick):
