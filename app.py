@@ -134,23 +134,35 @@ def atomic_image_cache() -> None:
     pu.save_pil_to_cache = save_pil_to_cache
 
 
-def return_freed_memory(every_s: float = TRIM_EVERY_S) -> bool:
-    """Every `every_s` seconds, hand the C heap's free pages back to the OS (glibc's malloc_trim). Requests run on
-    Gradio's pool of up to 40 worker threads, each with its own malloc arena, and free their pictures and activations
-    there; glibc keeps those pages for the arena's next use, so under a room's load the server's RSS crept up by a
-    third in five minutes without being used. A trim takes a few ms. Returns whether it runs (glibc only); one such
-    thread serves the whole process."""
-    if any(t.name == "malloc-trim" for t in threading.enumerate()):
-        return True
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
-    if libc is None or not hasattr(libc, "malloc_trim"):
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def trim_heap() -> bool:
+    """Hand the C heap's free pages back to the OS now (glibc's malloc_trim). False where there is no glibc."""
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def return_freed_memory(every_s: float = TRIM_EVERY_S) -> bool:
+    """Every `every_s` seconds, trim_heap. Requests run on Gradio's pool of up to 40 worker threads, each with its own
+    malloc arena, and free their pictures and activations there; glibc keeps those pages for the arena's next use, so
+    under a room's load the server's RSS grew by a third in five minutes, a fifth with the trims. A trim takes a few
+    ms. Returns whether it runs (glibc only); one such thread serves the whole process."""
+    if any(t.name == "malloc-trim" for t in threading.enumerate()):
+        return True
+    if _libc() is None:
         return False
 
     def trim() -> None:
         while True:
             time.sleep(every_s)
-            libc.malloc_trim(0)
+            trim_heap()
 
     threading.Thread(target=trim, name="malloc-trim", daemon=True).start()
     return True

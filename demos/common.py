@@ -219,7 +219,7 @@ def gpu(fn: Callable) -> Callable:
 
 # ------------------------------------------------------------------------------------------------ a room at once
 
-SHARE_ITEMS = 32  # answers kept at most (each a few pictures and figures)
+SHARE_ITEMS = 16  # answers kept at most (each a few pictures and figures, up to ~1 MB)
 
 
 def fingerprint(value) -> object:
