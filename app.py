@@ -260,8 +260,8 @@ def serve(host: str | None = None, port: int | None = None, share: bool = False,
     demo = build()
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=not block,
-                max_file_size=f"{cfg.max_upload_mb}mb", allowed_paths=[str(models.ASSETS)], css=CSS, head=HEAD,
-                theme=THEME, footer_links=["api", "gradio"])
+                max_threads=cfg.threads, max_file_size=f"{cfg.max_upload_mb}mb", allowed_paths=[str(models.ASSETS)],
+                css=CSS, head=HEAD, theme=THEME, footer_links=["api", "gradio"])
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     return_freed_memory()
     if block:

@@ -42,15 +42,18 @@ class _Run:
 
     losses: list[float]
     loss_steps: list[int]
+    step: int
     steps: int
     loss: float
     elapsed: float
+    status: str  # "done" or "time limit"
     play: Playground
 
 
 # Training is deterministic (seeded, on a fixed thread count), so when a room clicks ▶ Train on the same preset and
 # seed, one run serves everyone: the first clicks train, the next get that run's result at once instead of
-# queueing behind 3 core-seconds each. Runs cut short by the time limit are not kept: they depend on the machine.
+# queueing behind 3 core-seconds each. A run cut short by the time limit is kept too, and says so: on a crowded
+# machine every run hits the limit, and training each identical click again is what kept it crowded.
 _RUNS: OrderedDict[tuple, _Run] = OrderedDict()
 _RUNS_LOCK = threading.Lock()
 
@@ -95,8 +98,8 @@ def train(source: str, sketch, seed: float):
     key = _run_key(data, seed, cfg)
     run = _remembered(key)
     if run is not None:
-        yield _finished(run, cfg, "the same data and seed were trained moments ago, and training is deterministic, "
-                                  "so that run is shown at once; change the seed to watch a new one")
+        yield _finished(run, cfg, replay="the same data and seed were trained moments ago, so that run is shown at "
+                                         "once; change the seed to watch a new one")
         return
     skip = gr.skip()
     for progress in toy2d.train(data, cfg, seed=seed):
@@ -111,16 +114,19 @@ def train(source: str, sketch, seed: float):
         noise = np.random.default_rng(seed).standard_normal((len(reverse[0]), 2)).astype(np.float32)
         play = Playground(data, reverse, forward, toy2d.sample_quality(reverse[0], data),
                           toy2d.sample_quality(noise, data))
-        run = _Run(progress.losses, progress.loss_steps, progress.steps, progress.loss, progress.elapsed, play)
-        if progress.status == "done":
+        run = _Run(progress.losses, progress.loss_steps, progress.step, progress.steps, progress.loss,
+                   progress.elapsed, progress.status, play)
+        if progress.status in ("done", "time limit"):
             _remember(key, run)
-        yield _finished(run, cfg, progress.status)
+        yield _finished(run, cfg)
 
 
-def _finished(run: _Run, cfg: toy2d.Toy2DConfig, how: str) -> tuple:
-    """The outputs of a finished run: (loss figure, Markdown, paths figure at t = 0, the playground, t reset)."""
+def _finished(run: _Run, cfg: toy2d.Toy2DConfig, replay: str = "") -> tuple:
+    """The outputs of a finished run: (loss figure, Markdown, paths figure at t = 0, the playground, t reset); a
+    remembered run shown again says so in `replay`."""
     play = run.play
-    md = (f"**Trained** in {run.elapsed:.1f} s ({how}, final loss {run.loss:.3f}). "
+    how = run.status if run.status == "done" else f"{run.status} at step {run.step} of {run.steps}"
+    md = (f"**Trained** in {run.elapsed:.1f} s ({'; '.join(filter(None, (how, replay)))}, final loss {run.loss:.3f}). "
           f"500 samples from N(0, I) walked T = {cfg.T} reverse steps: their mean distance to the nearest data "
           f"point is **{play.quality:.3f}**, against {play.noise_quality:.3f} for the noise they started from. "
           "Move t to watch them travel; switch to *forward* to watch the data dissolve.")

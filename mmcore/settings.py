@@ -11,6 +11,7 @@
     MMLAB_DEVICE_CONCURRENCY  model requests that run at once, all tabs together (default: 2)
     MMLAB_PROBE_TIMEOUT   seconds to decide whether the hub answers (default: 1.5)
     MMLAB_SHARE_S         seconds an answer is given to identical requests, 0 = never shared (default: 30)
+    MMLAB_THREADS         worker threads for handlers and their inputs' and outputs' conversions (default: 40)
     MMLAB_COMPILE         1 = on CUDA, torch.compile the diffusion UNet and its preview decoder, warmed at start-up
                           (about a minute; default: 0, eager)
     GRADIO_SERVER_NAME    interface to bind, as Hugging Face Spaces set it (default: 127.0.0.1)
@@ -58,6 +59,7 @@ class Settings:
     device_concurrency: int = 2
     probe_timeout: float = 1.5
     share_s: int = 30
+    threads: int = 40
     host: str = "127.0.0.1"
     port: int = 7860
     hub_offline: bool = False
@@ -119,6 +121,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         device_concurrency=_int(env, "MMLAB_DEVICE_CONCURRENCY", 2, 1, 16),
         probe_timeout=probe_timeout,
         share_s=_int(env, "MMLAB_SHARE_S", 30, 0, 3600),
+        threads=_int(env, "MMLAB_THREADS", 40, 2, 200),
         host=env.get("GRADIO_SERVER_NAME", "").strip() or "127.0.0.1",
         port=_int(env, port_name, 7860, 1, 65535),
         hub_offline=env.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"),

@@ -178,13 +178,14 @@ def test_a_full_queue_answers_at_once_and_the_room_is_served_after(monkeypatch, 
     import mmcore.vit
     from mmcore import models, settings
 
-    cfg = dataclasses.replace(settings.get(), tier="bundled", queue_size=2, device_concurrency=1)
+    cfg = dataclasses.replace(settings.get(), tier="bundled", queue_size=2, device_concurrency=1, threads=6)
     monkeypatch.setattr(settings, "get", lambda: cfg)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = app.serve(port=port, block=False)
     try:
+        assert demo.max_threads == 6 and demo.limiter.total_tokens == 6  # the worker threads, as set
         deadline = time.monotonic() + 120
         while models.CACHE.status("vit", "bundled") != "ready" and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -51,11 +51,14 @@ def test_the_same_data_and_seed_are_trained_once_and_then_served_at_once(quick, 
     assert list(P.train("rings", None, 3)) == [] and len(trained) == 2  # and so does other data
 
 
-def test_a_run_cut_short_by_the_time_limit_is_not_remembered(monkeypatch):
+def test_a_run_cut_short_by_the_time_limit_is_remembered_and_says_so(monkeypatch):
     monkeypatch.setattr(P, "CONFIG", dataclasses.replace(P.CONFIG, steps=5000, log_every=50, time_limit=0.05))
-    assert "time limit" in list(P.train("spiral", None, 0))[-1][1]
-    assert len(P._RUNS) == 0
-    assert len(list(P.train("spiral", None, 0))) > 1  # trained (and streamed) again
+    first = list(P.train("spiral", None, 0))
+    step = int(first[-1][1].split("time limit at step ")[1].split(" ")[0])
+    assert 0 < step < 5000
+    again = list(P.train("spiral", None, 0))
+    assert len(again) == 1 and again[0][3] is first[-1][3]  # shown at once, not trained into the limit again
+    assert f"time limit at step {step} of 5000" in again[0][1] and "trained moments ago" in again[0][1]
 
 
 def test_only_the_latest_runs_are_kept(quick, monkeypatch):
