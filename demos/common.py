@@ -7,7 +7,6 @@ import functools
 import hashlib
 import html
 import inspect
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -222,6 +221,18 @@ def gpu(fn: Callable) -> Callable:
 SHARE_ITEMS = 16  # answers kept at most (each a few pictures and figures, up to ~1 MB)
 
 
+def _upload(value: str | Path) -> bool:
+    """Whether `value` names a file that Gradio received (its upload folder; at most the upload limit). Any other
+    text, a path typed into a text box included, is only text: it is never opened."""
+    from gradio.utils import get_upload_folder
+
+    if len(str(value)) > 4096 or "\0" in str(value):
+        return False
+    path, folder = Path(value).resolve(), Path(get_upload_folder()).resolve()
+    return (path.is_relative_to(folder) and path.is_file()
+            and path.stat().st_size <= settings.get().max_upload_mb * 1024 * 1024)
+
+
 def fingerprint(value) -> object:
     """A hashable stand-in for a handler's input: pictures, arrays and files (uploads arrive under a new name each
     time) by their content, numbers by their exact repr. Raises TypeError for anything else."""
@@ -234,7 +245,7 @@ def fingerprint(value) -> object:
     if isinstance(value, dict):
         return "dict", *sorted((str(k), fingerprint(v)) for k, v in value.items())
     if isinstance(value, (str, Path)):
-        if len(str(value)) < 4096 and os.path.isfile(value):
+        if _upload(value):
             return "file", str(value), hashlib.sha1(Path(value).read_bytes()).digest()
         return "text", str(value)
     if value is None or isinstance(value, (bool, int, float)):

@@ -84,7 +84,8 @@ def test_pace_sends_the_first_update_at_once_then_one_per_interval(monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ a room at once
 
-def test_a_fingerprint_sees_content_not_names(tmp_path):
+def test_a_fingerprint_sees_content_not_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # where Gradio puts what it receives
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     Image.new("RGB", (8, 8), "red").save(a)
     Image.new("RGB", (8, 8), "red").save(b)
@@ -102,6 +103,19 @@ def test_a_fingerprint_sees_content_not_names(tmp_path):
     assert common.fingerprint({"x": 1, "y": 2}) == common.fingerprint({"y": 2, "x": 1})
     with pytest.raises(TypeError):
         common.fingerprint(object())
+
+
+def test_a_path_typed_as_text_is_never_opened(tmp_path, monkeypatch):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    elsewhere = tmp_path / "secret.txt"
+    elsewhere.write_text("not an upload")
+    assert common.fingerprint(str(elsewhere)) == ("text", str(elsewhere))
+    assert common.fingerprint(str(uploads / ".." / "secret.txt"))[0] == "text"  # no way out of the folder
+    received = uploads / "x.png"
+    received.write_bytes(b"png")
+    assert common.fingerprint(str(received))[0] == "file"
 
 
 def test_identical_requests_at_once_share_one_computation():
