@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import io
 import os
 import signal
@@ -134,7 +135,9 @@ def atomic_image_cache() -> None:
     pu.save_pil_to_cache = save_pil_to_cache
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """glibc, found once (find_library runs ldconfig), or None."""
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
     return libc if libc is not None and hasattr(libc, "malloc_trim") else None

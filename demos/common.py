@@ -319,11 +319,9 @@ def deterministic(fn: Callable) -> Callable:
     return fn
 
 
-def shared(fn: Callable, name: str | None = None) -> Callable:
+def shared(fn: Callable, name: str) -> Callable:
     """`fn`, with identical calls at once (or within MMLAB_SHARE_S) answered by one computation (see SharedAnswers);
-    `name` (by default fn's own) keeps different handlers' answers apart. Calls whose inputs have no fingerprint run
-    as they are."""
-    name = name or f"{fn.__module__}.{fn.__qualname__}"
+    `name` keeps different handlers' answers apart. Calls whose inputs have no fingerprint run as they are."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

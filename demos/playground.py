@@ -7,7 +7,6 @@ the other way. The maths lives in mmcore.toy2d.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -58,10 +57,6 @@ _RUNS: OrderedDict[tuple, _Run] = OrderedDict()
 _RUNS_LOCK = threading.Lock()
 
 
-def _run_key(data: np.ndarray, seed: int, cfg: toy2d.Toy2DConfig) -> tuple:
-    return hashlib.sha1(np.ascontiguousarray(data).tobytes()).hexdigest(), data.shape, seed, cfg
-
-
 def _remembered(key: tuple) -> _Run | None:
     with _RUNS_LOCK:
         run = _RUNS.get(key)
@@ -95,7 +90,7 @@ def train(source: str, sketch, seed: float):
         raise ValueError(f"data must be one of {', '.join((*toy2d.PRESETS, DRAWING))}, got {source!r}")
     data = _points(source, sketch, seed)
     cfg = CONFIG
-    key = _run_key(data, seed, cfg)
+    key = common.fingerprint(data), seed, cfg
     run = _remembered(key)
     if run is not None:
         yield _finished(run, cfg, replay="the same data and seed were trained moments ago, so that run is shown at "

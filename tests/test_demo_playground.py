@@ -65,7 +65,7 @@ def test_only_the_latest_runs_are_kept(quick, monkeypatch):
     monkeypatch.setattr(P, "MAX_RUNS", 2)
     for seed in (0, 1, 0, 2):  # seed 0 used again, so seed 1 is the oldest when seed 2 arrives
         list(P.train("spiral", None, seed))
-    assert [key[2] for key in P._RUNS] == [0, 2]
+    assert [seed for _, seed, _ in P._RUNS] == [0, 2]
 
 
 def test_the_t_slider_moves_along_the_paths(quick):
