@@ -3,6 +3,7 @@ a model event runs on the shared device (one concurrency group; `spaces.GPU` on 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import html
@@ -11,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
@@ -216,6 +217,56 @@ def gpu(fn: Callable) -> Callable:
     return spaces.GPU(fn)
 
 
+class DeviceThreads:
+    """The threads every model call runs on: as many as may run at once (MMLAB_DEVICE_CONCURRENCY, the `device`
+    group's limit), instead of whichever of Gradio's ~40 worker threads took the request.
+
+    Why: glibc gives each thread that allocates while another does an arena of its own, and keeps what a thread frees
+    in that arena for its next allocation. Model calls make the server's big allocations (decoded images, tensors),
+    so when any of 40 threads could make them, up to 16 arenas (8 per core) each kept their share: under 40 students
+    the server's RSS grew by ~22 % in its first minutes, and half that with model calls on two threads
+    (`python bench/load.py`). A call made from one of these threads (a model call inside another) runs where it is,
+    so nesting never waits for a free thread. The caller's context variables (Gradio's request and progress
+    tracker, which `spaces.GPU` reads) go with each call."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._here = threading.local()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(settings.get().device_concurrency, thread_name_prefix="device",
+                                                initializer=lambda: setattr(self._here, "inside", True))
+            return self._pool
+
+    def inside(self) -> bool:
+        """Whether the calling thread is one of these."""
+        return getattr(self._here, "inside", False)
+
+    def call(self, fn: Callable, *args, **kwargs):
+        """fn(*args, **kwargs), run on one of these threads; returns its result or raises its exception."""
+        if self.inside():
+            return fn(*args, **kwargs)
+        return self._executor().submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
+
+    def steps(self, stream):
+        """A generator's items, each step of it run on one of these threads (in one context throughout)."""
+        if self.inside():
+            yield from stream
+            return
+        context, end = contextvars.copy_context(), object()
+        try:
+            while (item := self._executor().submit(context.run, next, stream, end).result()) is not end:
+                yield item
+        finally:  # a stream cancelled or abandoned halfway: close it where it ran
+            self._executor().submit(context.run, stream.close).result()
+
+
+DEVICE_THREADS = DeviceThreads()
+
+
 # ------------------------------------------------------------------------------------------------ a room at once
 
 SHARE_ITEMS = 16  # answers kept at most (each a few pictures and figures, up to ~1 MB)
@@ -339,13 +390,18 @@ def show_errors(fn: Callable, on_device: bool | None = None) -> Callable:
     failed to load says so, CUDA out-of-memory a polite retry message, and any tqdm bar inside (a first download of
     pretrained weights) shows as a progress bar. A handler that runs a model (`on_device`, by default: it takes a
     `tier`) runs under `gpu` and is marked `.on_device`, so that the app puts its events in the DEVICE group. A
-    handler marked `deterministic` gives identical requests at once one computation's answer."""
+    handler marked `deterministic` gives identical requests at once one computation's answer. A model handler runs
+    on DEVICE_THREADS."""
     on_device = runs_model(fn) if on_device is None else on_device
     call = gpu(fn) if on_device else fn
     if getattr(fn, "deterministic", False):
         if inspect.isgeneratorfunction(fn):
             raise ValueError(f"{fn.__name__} streams: its answers cannot be shared")
         call = shared(call, f"{fn.__module__}.{fn.__qualname__}")
+    if on_device:  # on the device's own threads (see DeviceThreads), a stream one step at a time
+        run = call
+        call = ((lambda *a, **k: DEVICE_THREADS.steps(run(*a, **k))) if inspect.isgeneratorfunction(fn)
+                else functools.partial(DEVICE_THREADS.call, run))
 
     def clean(args: tuple, kwargs: dict) -> tuple:
         if args and isinstance(args[-1], gr.Progress):

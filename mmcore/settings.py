@@ -8,7 +8,7 @@
     MMLAB_MAX_PIXELS      refuse images above this many pixels before decoding (default: 40,000,000)
     MMLAB_QUEUE_SIZE      requests waiting in the queue, all events together (default: 128)
     MMLAB_CONCURRENCY     requests of one event that run at once, for events that run no model (default: 2)
-    MMLAB_DEVICE_CONCURRENCY  model requests that run at once, all tabs together (default: 2)
+    MMLAB_DEVICE_CONCURRENCY  model requests that run at once, all tabs together, on as many threads (default: 2)
     MMLAB_PROBE_TIMEOUT   seconds to decide whether the hub answers (default: 1.5)
     MMLAB_SHARE_S         seconds an answer is given to identical requests, 0 = never shared (default: 30)
     MMLAB_THREADS         worker threads for handlers and their inputs' and outputs' conversions (default: 40)
@@ -23,7 +23,9 @@ A classroom is 30-40 students clicking within the same second. Each click starts
 at once (an action and the chains it sets off), so 40 students fill about 120 places: the queue holds 128, and a
 click beyond that is refused at once ("busy, try again") rather than left waiting for minutes. Every model call
 shares one device, so model events form one concurrency group of MMLAB_DEVICE_CONCURRENCY; on a 2-core CPU two at
-once keep both cores busy, and on one GPU two at once overlap one request's Python with the other's kernels. When
+once keep both cores busy, and on one GPU two at once overlap one request's Python with the other's kernels. The
+model calls run on that many threads of their own, not on any of the MMLAB_THREADS workers, so that their large
+allocations stay in a few of the C allocator's per-thread arenas (demos.common.DeviceThreads). When
 the lecturer says "now click Caption", the room sends the same request forty times: an action whose answer depends
 on its inputs alone computes it once and gives it to every identical request that arrives meanwhile or within
 MMLAB_SHARE_S seconds after.

@@ -207,3 +207,66 @@ def test_the_main_actions_that_a_room_clicks_at_once_are_marked():
     assert all(getattr(fn, "deterministic", False) for fn in marked)
     random_draws = [vit.new_scene, clip.new_batch, blip.new_scene, blip.caption, diffusion.new_scene]
     assert not any(getattr(fn, "deterministic", False) for fn in random_draws)
+
+
+# ------------------------------------------------------------------------------------- the device's own threads
+
+def test_a_model_handler_runs_on_the_device_threads_and_any_other_where_it_is_called():
+    """Model calls run on DEVICE_THREADS, not on whichever of Gradio's workers took the request (each thread that
+    allocates at once keeps an arena of its own: fewer threads, less memory kept)."""
+    def model(x, tier=None):  # takes a tier: runs a model
+        return threading.current_thread().name, x * 2
+
+    def plain(x):
+        return threading.current_thread().name, x * 2
+
+    where, value = common.show_errors(model)(21, "bundled")
+    assert where.startswith("device") and value == 42
+    assert common.show_errors(plain)(21) == (threading.current_thread().name, 42)
+    assert common.show_errors(plain, on_device=True)(1)[0].startswith("device")
+
+
+def test_a_streamed_model_handler_takes_every_step_on_the_device_threads_and_closes_there():
+    steps, closed = [], []
+
+    def stream(n, tier=None):
+        try:
+            for i in range(n):
+                steps.append(threading.current_thread().name)
+                yield i
+        finally:
+            closed.append(threading.current_thread().name)
+
+    assert list(common.show_errors(stream)(3, "bundled")) == [0, 1, 2]
+    assert len(steps) == 3 and all(name.startswith("device") for name in steps + closed) and len(closed) == 1
+    steps.clear(), closed.clear()
+    abandoned = common.show_errors(stream)(100, "bundled")
+    assert next(abandoned) == 0
+    abandoned.close()  # a cancelled stream: its generator is closed, on a device thread, after one step
+    assert len(steps) == 1 and len(closed) == 1 and closed[0].startswith("device")
+
+
+def test_the_device_threads_carry_the_callers_context_and_errors_and_never_wait_on_themselves(monkeypatch):
+    import contextvars
+
+    request = contextvars.ContextVar("request", default=None)
+    request.set("student 7")
+    assert common.show_errors(lambda tier=None: request.get())("bundled") == "student 7"
+
+    def bad(text, tier=None):
+        raise ValueError(f"no such word: {text}")
+
+    with pytest.raises(gr.Error, match="no such word: blorp"):
+        common.show_errors(bad)("blorp", "bundled")
+
+    monkeypatch.setattr(settings, "get", lambda: settings.from_env({"MMLAB_DEVICE_CONCURRENCY": "1"}))
+    threads = common.DeviceThreads()  # one thread: a call from inside it must run where it is, or wait forever
+    inner = lambda: threading.current_thread().name  # noqa: E731
+    outer = threading.Thread(target=lambda: result.append(threads.call(lambda: (threads.inside(),
+                                                                                   threads.call(inner)))))
+    result = []
+    outer.start()
+    outer.join(timeout=10)
+    assert not outer.is_alive(), "a nested call waited for the only device thread, which was its own caller"
+    assert result[0][0] is True and result[0][1].startswith("device")
+    assert not threads.inside()
