@@ -10,7 +10,7 @@ all bundled models loaded, and the classroom load test.
 2. Start-up: bench/startup.py's interleaved runs of `python app.py` to HTTP 200 against `import gradio, torch`.
 3. Memory: the server's RSS once every action has been called once (every bundled model loaded), and its peak under
    the load test.
-4. Load: bench/load.py with --load-clients and --load-seconds.
+4. Load: bench/load.py with --load-clients, --load-seconds and --load-warm-room.
 5. With --browser: bench/browser_latency.py, as it prints.
 """
 
@@ -98,13 +98,14 @@ def main() -> int:
     ap.add_argument("--startup-runs", type=int, default=3, help="start-up runs (default 3)")
     ap.add_argument("--load-clients", type=int, default=40)
     ap.add_argument("--load-seconds", type=float, default=300)
+    ap.add_argument("--load-warm-room", type=float, default=60, help="the room's warm-up before the soak (default 60)")
     ap.add_argument("--browser", action="store_true", help="also run bench/browser_latency.py")
     args = ap.parse_args()
 
     print(f"machine: {os.cpu_count()} CPUs, bundled tier", flush=True)
     handlers = handler_times(args.repeats)
     app_s, floor_s = startup_times(args.startup_runs)
-    result = load.run(args.load_clients, args.load_seconds)
+    result = load.run(args.load_clients, args.load_seconds, warm_room=args.load_warm_room)
 
     ratio = app_s / floor_s
     print(f"\n{'what':<44} {'p50':>10} {'p95':>10}  note")
