@@ -264,7 +264,11 @@ def serve(host: str | None = None, port: int | None = None, share: bool = False,
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=not block,
                 max_threads=cfg.threads, max_file_size=f"{cfg.max_upload_mb}mb", allowed_paths=[str(models.ASSETS)],
-                css=CSS, head=HEAD, theme=THEME, footer_links=["api", "gradio"])
+                css=CSS, head=HEAD, theme=THEME, footer_links=["api", "gradio"],
+                # no run history: Gradio's page would copy every event's inputs and outputs into localStorage,
+                # rewriting the whole list at each click (tens of ms per click, and a student's uploads kept on a
+                # shared laptop)
+                run_history=False)
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     return_freed_memory()
     if block:

@@ -105,6 +105,19 @@ def test_vit_attention_map(page):
     assert page.locator("img[alt], img").count() >= 3
 
 
+def test_the_page_keeps_no_run_history(page):
+    """Gradio 6 copies every event's inputs and outputs (Plotly figures included) into the browser's localStorage and
+    rewrites the whole list at each event: tens of ms per click, growing through a lesson, and a record of a student's
+    uploads left on a shared laptop. The lab turns it off."""
+    page.get_by_role("tab", name="ViT").click()
+    page.get_by_role("button", name="🎲 Random Shapes scene").click()
+    page.get_by_text("Ground truth").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert page.evaluate("() => window.gradio_config.run_history") is False
+    keys = page.evaluate("() => Object.keys(localStorage).concat(Object.keys(sessionStorage))")
+    assert not [k for k in keys if k.startswith("gradio:run-history")], keys
+
+
 def test_vit_sketchpad_classifies_a_drawing(page):
     """Draw a square with the mouse on the sketchpad: the bundled ViT classifies it live."""
     page.get_by_role("tab", name="ViT").click()
