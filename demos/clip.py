@@ -165,9 +165,13 @@ def _heatmap(z: np.ndarray, title: str, rows: list[str], cols: list[str], hover_
             ys += [i - 0.5, i - 0.5, i + 0.5, i + 0.5, i - 0.5, None]
         traces.append(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "red", "width": 2}, hoverinfo="skip",
                                  showlegend=False))
+    # The labels are short (I1…I16, T1…T16), so the margins are fixed: measuring them (automargin) makes the browser
+    # lay the figure out twice, a quarter of its drawing time.
     layout = go.Layout(
-        xaxis={"tickvals": list(range(n_cols)), "ticktext": cols, "range": [-0.5, n_cols - 0.5], "showgrid": False},
-        yaxis={"tickvals": list(range(n_rows)), "ticktext": rows, "range": [n_rows - 0.5, -0.5], "showgrid": False},
+        xaxis={"tickvals": list(range(n_cols)), "ticktext": cols, "range": [-0.5, n_cols - 0.5], "showgrid": False,
+               "automargin": False},
+        yaxis={"tickvals": list(range(n_rows)), "ticktext": rows, "range": [n_rows - 0.5, -0.5], "showgrid": False,
+               "automargin": False},
         title=title, height=360, margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return go.Figure(traces, layout)
 
@@ -703,7 +707,7 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
                              format="png", columns=4, height=GALLERY_HEIGHT, object_fit="contain", interactive=True,
                              file_types=["image"], elem_id="clip-gallery", scale=3)
         texts = gr.Textbox(value=opening_texts, label=f"Texts T1…Tn, one per line (up to {MAX_IMAGES})", lines=12,
-                           max_lines=MAX_IMAGES, scale=2)
+                           max_lines=MAX_IMAGES, scale=2, elem_id="clip-texts")
     with gr.Row(equal_height=True):
         batch_n = gr.Slider(2, MAX_IMAGES, value=8, step=1, label="Shapes batch size", scale=2)
         batch_btn = gr.Button("🎲 Draw a random Shapes batch", scale=1, min_width=260)
