@@ -5,7 +5,8 @@ the same call.
 
 Starts the app on loopback, drives headless Chromium (Debian's chromium) with Playwright, triggers each action inside
 the page as a person would (a button click, a slider moved by one step) and stops the clock, also inside the page,
-when the new output has loaded. Targets: the ViT and CLIP main actions <= 150 ms and their sliders <= 100 ms; a t
+when the new output has loaded. Targets: the ViT and CLIP main actions (a new input included: a caption edited, a
+new batch, a new scene) and each lens from its own button <= 150 ms, their sliders <= 100 ms; a t
 change <= 100 ms, one chain step <= 100 ms, the VAE panel <= 150 ms;
 the first streamed caption token <= 150 ms and the whole caption <= 300 ms (BLIP-2: its query maps <= 200 ms,
 maps and caption <= 300 ms); 20 denoising steps, every one streamed,
@@ -66,6 +67,32 @@ async ([id, what]) => {
   observer.observe(root, {childList: true, subtree: true, attributes: true, characterData: true});
   const t0 = performance.now();
   [...document.querySelectorAll('button')].find(b => b.innerText.trim() === what).click();
+  while (performance.now() - t0 < 30000) {
+    await new Promise(r => setTimeout(r, 20));
+    if (last !== null && root.querySelector('.main-svg') && performance.now() - last > 400) {
+      observer.disconnect();
+      return last - t0;
+    }
+  }
+  observer.disconnect();
+  return null;
+}"""
+EDIT_AND_SETTLE = """
+async ([id, box, suffix]) => {
+  // Edit the first line of the text box #box (its end becomes `suffix`) as typing does, then time until the plot in
+  // #id has been redrawn, as ACT_AND_SETTLE does.
+  const root = document.querySelector(`#${id}`);
+  root.scrollIntoView({block: 'center'});
+  const area = document.querySelector(`#${box} textarea`);
+  const lines = area.value.split('\\n');
+  lines[0] = lines[0].replace(/( #\\d+)?$/, suffix);
+  let last = null;
+  const observer = new MutationObserver(() => { last = performance.now(); });
+  observer.observe(root, {childList: true, subtree: true, attributes: true, characterData: true});
+  const t0 = performance.now();
+  area.value = lines.join('\\n');  // the value, then the key that typed its last character: Gradio's text box
+  area.dispatchEvent(new InputEvent('input', {bubbles: true, inputType: 'insertText', data: suffix.slice(-1)}));
+  area.dispatchEvent(new KeyboardEvent('keypress', {bubbles: true, key: suffix.slice(-1)}));  // sends on keypress
   while (performance.now() - t0 < 30000) {
     await new Promise(r => setTimeout(r, 20));
     if (last !== null && root.querySelector('.main-svg') && performance.now() - last > 400) {
@@ -302,6 +329,20 @@ def main_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
 
     rows.append(("CLIP matrix of a new Shapes batch (🎲), S drawn", p50(batch, 10)[0],
                  measure(page, "clip-s", "plot", "🎲 Draw a random Shapes batch", repeats), 150))
+    page.wait_for_timeout(2000)
+    gallery, texts = clip.new_batch(8, 5)
+    images = [(im, None) for im, _ in gallery]
+    first, rest = texts.split("\n", 1)
+    edited = [f"{first} #{k}\n{rest}" for k in range(12)]  # the first caption changed, the images cached
+    clip.matrix(images, texts, -2.0, "bundled")
+    edits = []
+    for k in range(repeats):
+        edits.append(page.evaluate(EDIT_AND_SETTLE, ["clip-s", "clip-texts", f" #{k + 1}"]))
+        page.wait_for_timeout(200)
+    if None in edits:
+        raise RuntimeError("the CLIP matrix was not redrawn within 30 s of a caption edit")
+    rows.append(("CLIP matrix after a caption edit, S drawn", p50(lambda: clip.matrix(images, edited.pop(), -2.0,
+                                                                                    "bundled"), 10)[0], edits, 150))
     return rows
 
 
@@ -329,10 +370,20 @@ def lens_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
                       "el.dispatchEvent(new Event('input', {bubbles: true})); }")
         page.wait_for_timeout(300)
 
+    def every_view() -> None:
+        """What a new scene runs: the scene, then the six views that read it (bench/latency_vit.py times each)."""
+        scene, _ = vit.new_scene()
+        vit.patches(scene, 32, 224, "bundled"), vit.layernorm(scene, 0, "bundled")
+        vit.attention(scene, 1, "mean", 0.0, "bundled"), vit.trace(scene, "bundled")
+        vit.logit_lens(scene, "bundled"), vit.relevance(scene, vit.PREDICTED, "mean", 0.0, "bundled")
+
     rows = [("ViT rollout beside relevance: head fusion changed",
              p50(lambda: vit.fused_rollout(image, vit.PREDICTED, "max", 0.9, "bundled"), 10)[0],
              measure(page, "vit-rollout", "radio", "vit-fusion", repeats), 150),
-            ("ViT logit lens, from a new scene (🎲)", p50(lambda: vit.logit_lens(image, "bundled"), 10)[0],
+            ("ViT logit lens (🔭), on a new scene", p50(lambda: vit.logit_lens(image, "bundled"), 10)[0],
+             measure(page, "vit-lens", "plot", "🔭 Read the CLS token after every block", repeats,
+                     press("🎲 Random Shapes scene", 2500)), 150),
+            ("ViT new scene (🎲): six views redrawn, the logit lens last", p50(lambda: every_view(), 10)[0],
              measure(page, "vit-lens", "plot", "🎲 Random Shapes scene", repeats), 150)]
     page.get_by_role("tab", name="CLIP").click()
     page.wait_for_timeout(2000)
