@@ -196,8 +196,9 @@ def _points(fig: go.Figure, image_xy: np.ndarray, text_xy: np.ndarray, lines: li
                     marker={"size": size, "color": "#f59e0b"})
 
 
-def _pca_figure(img: torch.Tensor, txt: torch.Tensor, lines: list[str]) -> go.Figure:
-    pi, pt, ratio = C.pca_2d(img, txt)
+def _pca_figure(pi: np.ndarray, pt: np.ndarray, ratio: np.ndarray, lines: list[str]) -> go.Figure:
+    """The images and texts in the PCA plane of both (C.pca_2d's image_xy, text_xy and variance ratio), each pair
+    joined by a line."""
     fig = go.Figure()
     for i in range(min(len(pi), len(pt))):
         fig.add_scatter(x=[pi[i, 0], pt[i, 0]], y=[pi[i, 1], pt[i, 1]], mode="lines", showlegend=False,
@@ -370,51 +371,84 @@ def number_gallery(gallery) -> list[tuple]:
     return _numbered(_paths(gallery)[:MAX_IMAGES + 1])  # one beyond the limit: the matrix then says why it refuses
 
 
+def _hover(texts: list[str]) -> list[str]:
+    return [f"T{j + 1} “{_short(t, 40)}”" for j, t in enumerate(texts)]
+
+
+def _s_figure(S: np.ndarray, texts: list[str]) -> go.Figure:
+    rows = [f"I{i + 1}" for i in range(S.shape[0])]
+    return _heatmap(S, f"Cosine similarity S ({S.shape[0]} images × {S.shape[1]} texts)", rows,
+                    [f"T{j + 1}" for j in range(S.shape[1])], _hover(texts), -1, 1)
+
+
+def _loss_markdown(S: np.ndarray, texts: list[str], tau: float) -> str:
+    """τ, the loss in both directions and per pair, and the texts T1…Tn, in Markdown."""
+    legend = "\n".join(f"- **T{j + 1}**: {t}" for j, t in enumerate(texts))
+    head = (f"**τ = {tau:.4g}** (log₁₀ τ = {math.log10(tau):.2f}, logit scale 1/τ = {1 / tau:.4g}). CLIP starts "
+            "training at τ = 0.07 and ends near 0.01.\n\n")
+    if S.shape[0] != S.shape[1]:
+        return (head + f"⚠️ {S.shape[0]} images and {S.shape[1]} texts: the contrastive loss needs **B matched "
+                "pairs** (image i with text i), so it is not computed. The matrix and the softmaxes still are.\n\n"
+                + legend)
+    loss = C.info_nce(S, tau)
+    per = " · ".join(f"I{i + 1}: ${_num(a, 3, fixed=True)}$ / T{i + 1}: ${_num(b, 3, fixed=True)}$" for i, (a, b) in
+                     enumerate(zip(loss.per_image, loss.per_text)))
+    wins = int((S.argmax(1) == np.arange(len(S))).sum())
+    return (head +
+            _display(*(f"{formula} = {_num(value, fixed=True)}" for formula, value in
+                       zip(FORMULAS["loss"], (loss.image_to_text, loss.text_to_image, loss.clip)))) + "\n\n"
+            f"Per pair (row loss / column loss): {per}\n\n"
+            f"**What to notice:** {wins} of {len(S)} images give their own text the highest cosine. Move τ: the "
+            "softmaxes sharpen towards those winners as τ falls, and the loss follows the pairs that lose.\n\n"
+            + legend)
+
+
 def matrix_views(S: np.ndarray, texts: list[str], log_tau: float, cosine: bool = True
                  ) -> tuple[go.Figure | None, go.Figure, go.Figure, str]:
     """From a similarity matrix alone: heatmaps of S (None unless `cosine`), row softmax, column softmax, and the
     loss in Markdown."""
     tau = _tau(log_tau)
     S = np.asarray(S, dtype=np.float64)
-    rows = [f"I{i + 1}" for i in range(S.shape[0])]
-    hover = [f"T{j + 1} “{_short(t, 40)}”" for j, t in enumerate(texts)]
-    fig_s = _heatmap(S, f"Cosine similarity S ({S.shape[0]} images × {S.shape[1]} texts)", rows,
-                     [f"T{j + 1}" for j in range(S.shape[1])], hover, -1, 1) if cosine else None
-    fig_r, fig_c = _softmax_figures(S, tau, hover)
-    legend = "\n".join(f"- **T{j + 1}**: {t}" for j, t in enumerate(texts))
-    head = (f"**τ = {tau:.4g}** (log₁₀ τ = {math.log10(tau):.2f}, logit scale 1/τ = {1 / tau:.4g}). CLIP starts "
-            "training at τ = 0.07 and ends near 0.01.\n\n")
-    if S.shape[0] != S.shape[1]:
-        return fig_s, fig_r, fig_c, (head + f"⚠️ {S.shape[0]} images and {S.shape[1]} texts: the contrastive loss "
-                                     "needs **B matched pairs** (image i with text i), so it is not computed. The "
-                                     "matrix and the softmaxes still are.\n\n" + legend)
-    loss = C.info_nce(S, tau)
-    per = " · ".join(f"I{i + 1}: ${_num(a, 3, fixed=True)}$ / T{i + 1}: ${_num(b, 3, fixed=True)}$" for i, (a, b) in
-                     enumerate(zip(loss.per_image, loss.per_text)))
-    wins = int((S.argmax(1) == np.arange(len(S))).sum())
-    md = (head +
-          _display(*(f"{formula} = {_num(value, fixed=True)}" for formula, value in
-                     zip(FORMULAS["loss"], (loss.image_to_text, loss.text_to_image, loss.clip)))) + "\n\n"
-          f"Per pair (row loss / column loss): {per}\n\n"
-          f"**What to notice:** {wins} of {len(S)} images give their own text the highest cosine. Move τ: the "
-          "softmaxes sharpen towards those winners as τ falls, and the loss follows the pairs that lose.\n\n" + legend)
-    return fig_s, fig_r, fig_c, md
+    fig_r, fig_c = _softmax_figures(S, tau, _hover(texts))
+    return _s_figure(S, texts) if cosine else None, fig_r, fig_c, _loss_markdown(S, texts, tau)
+
+
+@common.deterministic
+def similarity(gallery, texts: str, log_tau: float | None, tier: str | None = None
+               ) -> tuple[go.Figure, str, list[list[float]], list[str], dict]:
+    """The encoders' part of the matrix, which the page draws first: (S's heatmap, the loss in Markdown, S kept for
+    what follows, its texts, the PCA plane of images and texts as {"images", "texts", "ratio"}). `views` draws the
+    rest from these, without the model. A None log_tau uses the model's own τ."""
+    images = _images(gallery)
+    lines = C.parse_texts(texts, max_lines=MAX_IMAGES)
+    bundle, _ = _bundle(tier)
+    img, txt = C.encode_images(bundle, images), C.encode_texts(bundle, lines)  # (Bi, D), (Bt, D), unit rows
+    S = (img @ txt.T).double().numpy()  # (Bi, Bt)
+    tau = _tau(-math.log10(bundle.logit_scale) if log_tau is None else log_tau)
+    pi, pt, ratio = C.pca_2d(img, txt)
+    plane = {"images": pi.tolist(), "texts": pt.tolist(), "ratio": ratio.tolist()}
+    return _s_figure(S, lines), _loss_markdown(S, lines, tau), S.tolist(), lines, plane
+
+
+def views(S: list, lines: list[str], plane: dict, log_tau: float | None, tier: str | None = None):
+    """The rest of the matrix, from what `similarity` kept: (the shapes walk-through of step 1, row softmax, column
+    softmax, PCA map of the shared space). A None log_tau uses the model's own τ."""
+    bundle, label = _bundle(tier)
+    tau = _tau(-math.log10(bundle.logit_scale) if log_tau is None else log_tau)
+    S = np.asarray(S, dtype=np.float64)
+    fig_r, fig_c = _softmax_figures(S, tau, _hover(lines))
+    pca = _pca_figure(*(np.asarray(plane[k], dtype=np.float64) for k in ("images", "texts", "ratio")), lines)
+    return walkthrough(bundle, label, lines[0], S.shape), fig_r, fig_c, pca
 
 
 @common.deterministic
 def matrix(gallery, texts: str, log_tau: float | None, tier: str | None = None):
     """Everything the matrix shows, from scratch: (the shapes walk-through of step 1, S, row softmax, column softmax,
     loss Markdown, PCA map of the shared space, the S kept for temperature changes, its texts). A None log_tau uses
-    the model's own τ."""
-    images = _images(gallery)
-    lines = C.parse_texts(texts, max_lines=MAX_IMAGES)
-    bundle, label = _bundle(tier)
-    img, txt = C.encode_images(bundle, images), C.encode_texts(bundle, lines)  # (Bi, D), (Bt, D), unit rows
-    S = (img @ txt.T).double().numpy()  # (Bi, Bt)
-    if log_tau is None:
-        log_tau = -math.log10(bundle.logit_scale)
-    walk = walkthrough(bundle, label, lines[0], S.shape)
-    return (walk, *matrix_views(S, lines, log_tau), _pca_figure(img, txt, lines), S.tolist(), lines)
+    the model's own τ. The page draws it in two steps, `similarity` (S and the loss), then `views`."""
+    fig_s, md, S, lines, plane = similarity(gallery, texts, log_tau, tier)
+    walk, fig_r, fig_c, pca = views(S, lines, plane, log_tau, tier)
+    return walk, fig_s, fig_r, fig_c, md, pca, S, lines
 
 
 def temperature(S: list | None, texts: list[str] | None, log_tau: float):
@@ -726,10 +760,10 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
     with gr.Row():
         with gr.Column(min_width=320):
             loss_md = gr.Markdown(latex_delimiters=LATEX, elem_id="clip-loss")
-        pca = gr.Plot(label="The shared space (PCA)", min_width=320)
+        pca = gr.Plot(label="The shared space (PCA)", min_width=320, elem_id="clip-pca")
     # The last S and its texts live in the page (hidden), so a temperature change redoes only the maths. Not
     # gr.State: that opens a per-session heartbeat stream, and the page would never be network-idle.
-    s_state, texts_state = gr.JSON(visible=False), gr.JSON(visible=False)
+    s_state, texts_state, plane_state = gr.JSON(visible=False), gr.JSON(visible=False), gr.JSON(visible=False)
     gr.Markdown("**Search the images above with a text** (a new column of S): Enter or 🔍 ranks them by cosine.")
     with gr.Row():
         query = gr.Textbox(value="a red star", show_label=False, scale=3)
@@ -738,19 +772,22 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
                         height=GALLERY_HEIGHT // 2, object_fit="contain", elem_id="clip-ranked")
 
     ui = common.show_errors
-    matrix_io = ([gallery, texts, log_tau, tier], [walk_md, fig_s, fig_r, fig_c, loss_md, pca, s_state, texts_state])
-    views = ([s_state, texts_state, log_tau], [fig_r, fig_c, loss_md])  # τ leaves S itself as it is
+    # a new matrix in two requests, S and the loss first (what a new input changes most), then the rest from them
+    similarity_io = ([gallery, texts, log_tau, tier], [fig_s, loss_md, s_state, texts_state, plane_state])
+    views_io = ([s_state, texts_state, plane_state, log_tau, tier], [walk_md, fig_r, fig_c, pca])
+    tau_io = ([s_state, texts_state, log_tau], [fig_r, fig_c, loss_md])  # τ leaves S itself as it is
     batch_btn.click(ui(new_batch), [batch_n], [gallery, texts], api_name="clip_batch")
     photos_btn.click(ui(sample_photos), None, [gallery, texts], api_name="clip_samples")
     gallery.upload(number_gallery, [gallery], [gallery], **PRIVATE, queue=False)
-    computed = gr.on([gallery.change, texts.input], ui(matrix), *matrix_io, api_name="clip_matrix", **LIVE)
-    log_tau.input(ui(temperature), *views, api_name="clip_temperature", **LIVE)
+    computed = gr.on([gallery.change, texts.input], ui(similarity), *similarity_io, api_name="clip_matrix",
+                     **LIVE).success(ui(views), *views_io, **PRIVATE)
+    log_tau.input(ui(temperature), *tau_io, api_name="clip_temperature", **LIVE)
     reset_btn.click(ui(model_log_tau), [tier], [log_tau], api_name="clip_model_temperature").success(
-        ui(temperature), *views, **PRIVATE)
+        ui(temperature), *tau_io, **PRIVATE)
     # on load and on a tier change: the model's τ first, then the matrix under it
     # (each step .success: a failure, say a model still loading, is reported once, not once per step)
     opened = gr.on(None, ui(opening_log_tau, on_device=False), [tier], [log_tau], **PRIVATE).success(
-        ui(matrix), *matrix_io, **PRIVATE)
+        ui(similarity), *similarity_io, **PRIVATE).success(ui(views), *views_io, **PRIVATE)
     rank_io = ([gallery, query, tier], [ranked])
     gr.on([rank_btn.click, query.submit], ui(rank_images), *rank_io, api_name="clip_rank", **LIVE)
     gallery.change(ui(rank_images), *rank_io, **PRIVATE, **LIVE)

@@ -59,6 +59,33 @@ def test_matrix_and_temperature_without_reencoding(batch):
     assert f"{expected:.4f}" in md2
 
 
+def test_the_page_draws_s_and_the_loss_first_and_the_rest_from_what_they_kept(batch):
+    """A new input costs the page two requests: S's heatmap and the loss (what a new input changes most), then the
+    softmaxes, the PCA map and the walk-through from the S and the plane kept in the page, with no model call. Both
+    together are what `matrix` (the whole, for tests and scripts) returns."""
+    images, texts = batch
+    walk, s_fig, r_fig, c_fig, md, pca, S, lines = tab.matrix(images, texts, -1.5, TIER)
+    s_first, md_first, S_kept, lines_kept, plane = tab.similarity(images, texts, -1.5, TIER)
+    assert s_first.to_json() == s_fig.to_json() and md_first == md and S_kept == S and lines_kept == lines
+    misses = C._EMBEDDINGS.misses
+    assert [f if isinstance(f, str) else f.to_json() for f in tab.views(S_kept, lines_kept, plane, -1.5, TIER)] == [
+        walk, r_fig.to_json(), c_fig.to_json(), pca.to_json()]
+    assert C._EMBEDDINGS.misses == misses, "the rest is drawn from what was kept, nothing encoded again"
+    np.testing.assert_allclose(np.asarray(pca.data[-2].x), np.asarray(plane["images"])[:, 0])  # images' markers
+
+
+def test_a_new_input_draws_s_and_the_loss_first_then_the_rest():
+    with gr.Blocks() as demo:
+        tab.build()
+    first = next(fn for fn in demo.fns.values() if fn.api_name == "clip_matrix")
+    then = [fn for fn in demo.fns.values() if fn.trigger_after == first._id]
+    labels = lambda fn: {getattr(o, "label", None) or getattr(o, "elem_id", None) for o in fn.outputs}  # noqa: E731
+    assert {"Cosine similarity S", "clip-loss"} <= labels(first)
+    assert not {"Row softmax: image → text", "The shared space (PCA)"} & labels(first), "S first, alone"
+    assert len(then) == 1 and then[0].trigger_only_on_success
+    assert {"Row softmax: image → text", "Column softmax: text → image", "The shared space (PCA)"} <= labels(then[0])
+
+
 def test_unequal_counts_show_s_and_explain(batch):
     images, texts = batch
     *_, md, _, S, _ = tab.matrix(images, texts + "\na green star", -2, TIER)
