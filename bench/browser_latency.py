@@ -300,7 +300,7 @@ def blip_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
             ("whole caption rendered (✍️ Caption)", p50(caption, 10)[0], whole, 300)]
 
 
-def main_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]:
+def main_rows(page, repeats: int) -> list[tuple[str, float, list[float], float | None]]:
     """The ViT and CLIP tabs' main actions and sliders: cut into patches, the attention map by layer and discard
     ratio, and a new batch's similarity matrix."""
     from timing import p50
@@ -335,14 +335,15 @@ def main_rows(page, repeats: int) -> list[tuple[str, float, list[float], float]]
     first, rest = texts.split("\n", 1)
     edited = [f"{first} #{k}\n{rest}" for k in range(12)]  # the first caption changed, the images cached
     clip.matrix(images, texts, -2.0, "bundled")
-    edits = []
-    for k in range(repeats):
-        edits.append(page.evaluate(EDIT_AND_SETTLE, ["clip-s", "clip-texts", f" #{k + 1}"]))
-        page.wait_for_timeout(200)
-    if None in edits:
-        raise RuntimeError("the CLIP matrix was not redrawn within 30 s of a caption edit")
-    rows.append(("CLIP matrix after a caption edit, S drawn", p50(lambda: clip.matrix(images, edited.pop(), -2.0,
-                                                                                    "bundled"), 10)[0], edits, 150))
+    handler = p50(lambda: clip.matrix(images, edited.pop(), -2.0, "bundled"), 10)[0]
+    for view, name, target in [("clip-s", "S drawn", 150), ("clip-pca", "the PCA map (drawn last)", None)]:
+        edits = []
+        for k in range(repeats):
+            edits.append(page.evaluate(EDIT_AND_SETTLE, [view, "clip-texts", f" #{k + 1 + 100 * (view != 'clip-s')}"]))
+            page.wait_for_timeout(200)
+        if None in edits:
+            raise RuntimeError(f"#{view} was not redrawn within 30 s of a caption edit")
+        rows.append((f"CLIP matrix after a caption edit, {name}", handler, edits, target))
     return rows
 
 
@@ -460,7 +461,8 @@ def main() -> None:
     print(f"{'action':<44} {'handler p50':>12} {'click->rendered p50':>20}  target")
     for name, handler, times, target in rows:
         med = statistics.median(times)
-        print(f"{name:<44} {handler:>9.1f} ms {med:>17.1f} ms  ≤ {target} ms: {'PASS' if med <= target else 'FAIL'}")
+        verdict = "no target" if target is None else f"≤ {target} ms: {'PASS' if med <= target else 'FAIL'}"
+        print(f"{name:<44} {handler:>9.1f} ms {med:>17.1f} ms  {verdict}")
 
 
 if __name__ == "__main__":
