@@ -385,20 +385,21 @@ def shared(fn: Callable, name: str) -> Callable:
     return wrapper
 
 
-def show_errors(fn: Callable, on_device: bool | None = None) -> Callable:
+def show_errors(fn: Callable, on_device: bool | None = None, queued: bool = True) -> Callable:
     """Wrap a handler for the UI: ValueError (bad input) becomes a Gradio error popup, a model still loading or that
     failed to load says so, CUDA out-of-memory a polite retry message, and any tqdm bar inside (a first download of
     pretrained weights) shows as a progress bar. A handler that runs a model (`on_device`, by default: it takes a
     `tier`) runs under `gpu` and is marked `.on_device`, so that the app puts its events in the DEVICE group. A
     handler marked `deterministic` gives identical requests at once one computation's answer. A model handler runs
-    on DEVICE_THREADS."""
+    on DEVICE_THREADS, unless its event is not `queued`: such an event answers at once by design (a few ms of work),
+    so it runs where it is rather than wait behind the model calls that hold those threads."""
     on_device = runs_model(fn) if on_device is None else on_device
     call = gpu(fn) if on_device else fn
     if getattr(fn, "deterministic", False):
         if inspect.isgeneratorfunction(fn):
             raise ValueError(f"{fn.__name__} streams: its answers cannot be shared")
         call = shared(call, f"{fn.__module__}.{fn.__qualname__}")
-    if on_device:  # on the device's own threads (see DeviceThreads), a stream one step at a time
+    if on_device and queued:  # on the device's own threads (see DeviceThreads), a stream one step at a time
         run = call
         call = ((lambda *a, **k: DEVICE_THREADS.steps(run(*a, **k))) if inspect.isgeneratorfunction(fn)
                 else functools.partial(DEVICE_THREADS.call, run))
@@ -475,6 +476,7 @@ def show_errors(fn: Callable, on_device: bool | None = None) -> Callable:
                                  default=gr.Progress(track_tqdm=True))
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), progress])
     wrapper.on_device = on_device
+    wrapper.device_threads = on_device and queued  # the app checks that no unqueued event waits for them
     return wrapper
 
 

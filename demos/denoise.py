@@ -426,8 +426,8 @@ def build() -> dict:
     # .input follows every way of moving a slider (drag, arrow keys, a typed value); .release only the mouse
     # unqueued: replaying a step is arithmetic on stored UNet outputs plus a preview decode (a few ms on the bundled
     # tier); only a run made without guidance costs one UNet call here
-    gr.on([g_step.input, g_w.input], ui(guidance, on_device=True), [run, g_step, g_w], [g_eps, g_x0, g_note],
-          api_name="diffusion_guidance", **common.LIVE, queue=False)
+    gr.on([g_step.input, g_w.input], ui(guidance, on_device=True, queued=False), [run, g_step, g_w],
+          [g_eps, g_x0, g_note], api_name="diffusion_guidance", **common.LIVE, queue=False)
     # after a run, the explainer opens at its middle step (near t = T every eps is about x_t, whatever the prompt)
     gen.success(lambda r, w: (gr.Slider(maximum=len(r.steps), value=max(1, len(r.steps) // 2)), w) if r else
              (gr.skip(), gr.skip()), [run, guidance_scale], [g_step, g_w], api_visibility="private", queue=False
@@ -437,7 +437,7 @@ def build() -> dict:
                                 tier], [cmp_a, cmp_b, cmp_note], api_name="diffusion_compare", **unet)
     score_btn.click(ui(clip_score), [final_img, prompt, tier], [score], api_name="diffusion_clip_score")
     tokens_btn.click(ui(text_encoder_panel), [prompt, pipeline, tier], [tokens_md], api_name="diffusion_tokens")
-    gr.on([pipeline.change, tier.change], ui(defaults), [pipeline, tier],
+    gr.on([pipeline.change, tier.change], ui(defaults, on_device=False), [pipeline, tier],
           [scheduler, steps, guidance_scale, size, tier_note], api_visibility="private", queue=False)
     pipeline.change(common.tier_radio, [pipeline], [tier], api_visibility="private", queue=False)
     return {"final": final_img, "to_blip": to_blip}

@@ -57,6 +57,8 @@ def test_model_events_share_one_device_group(demo):
                if fn.concurrency_id == common.DEVICE)
     assert {fn.api_name for fn in queued if getattr(fn.fn, "on_device", False)} <= on_device
     assert not {"vit_scene", "blip_scene", "clip_batch", "diffusion_curves"} & on_device, "no model, no waiting"
+    waits = [fn.name for fn in demo.fns.values() if not fn.queue and getattr(fn.fn, "device_threads", False)]
+    assert not waits, f"an unqueued event answers at once, so it must not wait for the device's threads: {waits}"
 
 
 def test_an_upload_gradio_cannot_open_gets_our_sentence(demo, tmp_path):

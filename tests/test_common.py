@@ -270,3 +270,15 @@ def test_the_device_threads_carry_the_callers_context_and_errors_and_never_wait_
     assert not outer.is_alive(), "a nested call waited for the only device thread, which was its own caller"
     assert result[0][0] is True and result[0][1].startswith("device")
     assert not threads.inside()
+
+
+def test_an_unqueued_model_handler_runs_where_it_is_called():
+    """An unqueued event (the guidance explainer: a few ms) answers at once; it must not wait behind the model calls
+    that hold the device's threads."""
+    def replay(step, tier=None):
+        return threading.current_thread().name
+
+    wrapped = common.show_errors(replay, on_device=True, queued=False)
+    assert wrapped(3, "bundled") == threading.current_thread().name
+    assert wrapped.on_device and not wrapped.device_threads
+    assert common.show_errors(replay).device_threads
