@@ -56,17 +56,17 @@ async ([id, kind, what]) => {
   }
   return null;
 }"""
-ACT_AND_SETTLE = """
-async ([id, what]) => {
-  // Click the button labelled `what`, then time until the plot in #id has been redrawn: the last change inside it,
-  // once nothing has changed for 400 ms (Plotly draws in several passes).
+SETTLE = """
+async (id, act) => {
+  // Run act() (a click, an edit), then time until the plot in #id has been redrawn: the last change inside it, once
+  // nothing has changed for 400 ms (Plotly draws in several passes).
   const root = document.querySelector(`#${id}`);
   root.scrollIntoView({block: 'center'});
   let last = null;
   const observer = new MutationObserver(() => { last = performance.now(); });
   observer.observe(root, {childList: true, subtree: true, attributes: true, characterData: true});
   const t0 = performance.now();
-  [...document.querySelectorAll('button')].find(b => b.innerText.trim() === what).click();
+  act();
   while (performance.now() - t0 < 30000) {
     await new Promise(r => setTimeout(r, 20));
     if (last !== null && root.querySelector('.main-svg') && performance.now() - last > 400) {
@@ -77,31 +77,23 @@ async ([id, what]) => {
   observer.disconnect();
   return null;
 }"""
+ACT_AND_SETTLE = """
+async ([id, what]) => (""" + SETTLE + """)(id, () => {
+  // a click on the button labelled `what`
+  [...document.querySelectorAll('button')].find(b => b.innerText.trim() === what).click();
+})"""
 EDIT_AND_SETTLE = """
 async ([id, box, suffix]) => {
-  // Edit the first line of the text box #box (its end becomes `suffix`) as typing does, then time until the plot in
-  // #id has been redrawn, as ACT_AND_SETTLE does.
-  const root = document.querySelector(`#${id}`);
-  root.scrollIntoView({block: 'center'});
+  // The first line of the text box #box edited as typing does (its end becomes `suffix`): the value, then the key
+  // that typed its last character, since Gradio's text box sends on keypress.
   const area = document.querySelector(`#${box} textarea`);
   const lines = area.value.split('\\n');
   lines[0] = lines[0].replace(/( #\\d+)?$/, suffix);
-  let last = null;
-  const observer = new MutationObserver(() => { last = performance.now(); });
-  observer.observe(root, {childList: true, subtree: true, attributes: true, characterData: true});
-  const t0 = performance.now();
-  area.value = lines.join('\\n');  // the value, then the key that typed its last character: Gradio's text box
-  area.dispatchEvent(new InputEvent('input', {bubbles: true, inputType: 'insertText', data: suffix.slice(-1)}));
-  area.dispatchEvent(new KeyboardEvent('keypress', {bubbles: true, key: suffix.slice(-1)}));  // sends on keypress
-  while (performance.now() - t0 < 30000) {
-    await new Promise(r => setTimeout(r, 20));
-    if (last !== null && root.querySelector('.main-svg') && performance.now() - last > 400) {
-      observer.disconnect();
-      return last - t0;
-    }
-  }
-  observer.disconnect();
-  return null;
+  return (""" + SETTLE + """)(id, () => {
+    area.value = lines.join('\\n');
+    area.dispatchEvent(new InputEvent('input', {bubbles: true, inputType: 'insertText', data: suffix.slice(-1)}));
+    area.dispatchEvent(new KeyboardEvent('keypress', {bubbles: true, key: suffix.slice(-1)}));
+  });
 }"""
 SLIDE_AND_READ = """
 async ([slider, id]) => {
