@@ -433,12 +433,17 @@ def similarity(gallery, texts: str, log_tau: float | None, tier: str | None = No
 def views(S: list, lines: list[str], plane: dict, log_tau: float | None, tier: str | None = None):
     """The rest of the matrix, from what `similarity` kept: (the shapes walk-through of step 1, row softmax, column
     softmax, PCA map of the shared space). A None log_tau uses the model's own τ."""
+    S, lines = _kept(S, lines)
+    try:
+        pi, pt, ratio = (np.asarray(plane[k], dtype=np.float64) for k in ("images", "texts", "ratio"))
+    except (TypeError, KeyError, ValueError):
+        raise ValueError("The kept PCA plane is damaged: compute the matrix again.") from None
+    if pi.shape != (S.shape[0], 2) or pt.shape != (S.shape[1], 2) or ratio.shape != (2,):
+        raise ValueError("The kept PCA plane does not fit the kept matrix: compute the matrix again.")
     bundle, label = _bundle(tier)
     tau = _tau(-math.log10(bundle.logit_scale) if log_tau is None else log_tau)
-    S = np.asarray(S, dtype=np.float64)
     fig_r, fig_c = _softmax_figures(S, tau, _hover(lines))
-    pca = _pca_figure(*(np.asarray(plane[k], dtype=np.float64) for k in ("images", "texts", "ratio")), lines)
-    return walkthrough(bundle, label, lines[0], S.shape), fig_r, fig_c, pca
+    return walkthrough(bundle, label, lines[0], S.shape), fig_r, fig_c, _pca_figure(pi, pt, ratio, lines)
 
 
 @common.deterministic
@@ -457,6 +462,14 @@ def temperature(S: list | None, texts: list[str] | None, log_tau: float):
     just holds the new τ (every output is left as it is) until one is computed."""
     if not S:
         return (gr.skip(),) * 3
+    S, texts = _kept(S, texts)
+    _, fig_r, fig_c, md = matrix_views(S, texts, log_tau, cosine=False)
+    return fig_r, fig_c, md
+
+
+def _kept(S, texts) -> tuple[np.ndarray, list[str]]:
+    """The S and texts the page kept (values a browser sends back, so checked again): (S as float64, its texts, one
+    per column, placeholders when they do not fit)."""
     try:
         S = np.asarray(S, dtype=np.float64)
     except (TypeError, ValueError):
@@ -465,8 +478,7 @@ def temperature(S: list | None, texts: list[str] | None, log_tau: float):
         raise ValueError(f"The kept similarity matrix must be at most {MAX_IMAGES} × {MAX_IMAGES}, got {S.shape}.")
     if not isinstance(texts, list) or len(texts) != S.shape[1]:
         texts = [f"text {j + 1}" for j in range(S.shape[1])]
-    _, fig_r, fig_c, md = matrix_views(S, [str(t)[:300] for t in texts], log_tau, cosine=False)
-    return fig_r, fig_c, md
+    return S, [str(t)[:300] for t in texts]
 
 
 def model_log_tau(tier: str | None = None) -> float:

@@ -362,3 +362,18 @@ def test_on_page_load_the_tab_waits_for_a_model_still_loading(monkeypatch):
         tab.build()
     opening = [fn for fn in demo.fns.values() if getattr(fn.fn, "__wrapped__", None) is tab.opening_log_tau]
     assert opening and all(fn.fn.on_device is False for fn in opening)
+
+
+def test_the_rest_of_the_matrix_refuses_damaged_kept_values_with_a_sentence():
+    """What the page kept comes back from the browser, so it is checked again before any figure is drawn."""
+    S, lines = [[0.5, 0.1], [0.2, 0.4]], ["a red circle", "a blue star"]
+    plane = {"images": [[0.1, 0.2], [0.3, 0.4]], "texts": [[0.0, 0.1], [0.2, 0.3]], "ratio": [0.6, 0.3]}
+    with pytest.raises(ValueError, match="PCA plane is damaged"):
+        tab.views(S, lines, {"images": plane["images"]}, -2, "bundled")
+    with pytest.raises(ValueError, match="does not fit the kept matrix"):
+        tab.views(S, lines, {**plane, "texts": [[0.0, 0.1]]}, -2, "bundled")
+    with pytest.raises(ValueError, match="not numeric"):
+        tab.views([["x", 1], [2, 3]], lines, plane, -2, "bundled")
+    walk, r_fig, _, pca = tab.views(S, lines, plane, -2, "bundled")
+    np.testing.assert_allclose(np.asarray(r_fig.data[0].z).sum(1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(pca.data[-1].x), [0.0, 0.2])  # the texts' markers, where they were kept
