@@ -44,6 +44,7 @@ TABS = (("ViT", "vit", vit_tab), ("CLIP", "clip", clip_tab), ("BLIP", "blip", bl
         ("Latent diffusion", "diffusion", diffusion_tab))
 FAMILIES = ("vit", "clip", "blip-caption", "blip-vqa", "blip-itm", "blip2", "vae", "ldm")  # banner and warm-up
 TRIM_EVERY_S = 10  # how often freed C heap goes back to the OS (see return_freed_memory)
+MALLOC_KEEP = 32 << 20  # bytes: freed blocks up to this size stay in the heap for reuse (see keep_freed_blocks)
 CACHE_SWEEP = (3600, 6 * 3600)  # every hour, delete served files older than a workshop day; all of them at shutdown
 CSS = """
 .banner {border-left: 4px solid #6366f1; padding: 4px 12px !important; background: var(--background-fill-secondary);}
@@ -64,7 +65,7 @@ PRESENT_ON_LOAD_JS = ("() => { if (new URLSearchParams(location.search).has('pre
 # Two page scripts, each saying why: Gradio re-sends every finished loading status on every status message, and
 # draws every Plotly figure twice.
 HEAD = "".join(f'<script type="module">{(Path(__file__).parent / "demos" / name).read_text()}</script>'
-               for name in ("status_registry.js", "plotly_resize.js"))
+               for name in ("status_registry.js", "plotly_once.js"))
 
 
 def banner() -> tuple[str, str, gr.Timer]:
@@ -152,6 +153,19 @@ def trim_heap() -> bool:
     return True
 
 
+def keep_freed_blocks() -> bool:
+    """Let freed blocks of up to MALLOC_KEEP bytes stay in the C heap for the next request. By default glibc hands
+    every block over 128 kB (its threshold grows a little with use) straight back to the OS, so each picture-sized
+    array of a request (a 448 px overlay is 2.4 MB in float32) comes back as fresh pages that the kernel zeroes on
+    first touch: 12,000 page faults and a fifth of a new ViT scene's time on this machine. return_freed_memory still
+    hands idle pages back every TRIM_EVERY_S. Returns whether the setting took (glibc only)."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, MALLOC_KEEP)) and bool(libc.mallopt(m_trim_threshold, 4 * MALLOC_KEEP))
+
+
 def return_freed_memory(every_s: float = TRIM_EVERY_S) -> bool:
     """Every `every_s` seconds, trim_heap. Requests run on Gradio's pool of up to 40 worker threads, each with its own
     malloc arena, and free their pictures and activations there; glibc keeps those pages for the arena's next use, so
@@ -193,6 +207,38 @@ def tidy_aborted_uploads() -> None:
     parser.parse = tidy_parse
 
 
+def cheap_skips() -> None:
+    """gr.skip() is how a handler leaves an output as it is, but Gradio 6.31 treats it as an update of the
+    component's properties: it builds the component anew and regenerates its whole configuration (a JSON schema of
+    its API) on the server's event loop, 2-4 ms per skipped output. A stream that draws a page in stages skips most
+    of its outputs at each step: a new ViT scene paid 50-90 ms for it. A bare skip changes nothing, so it goes to the
+    page as it is, which is what Gradio sends for it after all that work."""
+    from gradio.components import _Keywords
+
+    if getattr(gr.Blocks.postprocess_data, "cheap_skips", False):
+        return
+    postprocess_data = gr.Blocks.postprocess_data
+    bare = gr.skip()
+
+    async def skipping_postprocess_data(self, block_fn, predictions, state):
+        outputs = block_fn.outputs
+        if isinstance(predictions, dict) and predictions == bare and len(outputs) > 1:
+            predictions = [bare] * len(outputs)  # a single skip for every output, as Gradio reads it
+        skipped = []
+        if isinstance(predictions, (list, tuple)) and len(outputs) > 1:
+            predictions = list(predictions)
+            for i, (block, value) in enumerate(zip(outputs, predictions)):
+                if isinstance(value, dict) and value == bare and not block.stateful:
+                    predictions[i], skipped = _Keywords.FINISHED_ITERATING, [*skipped, i]  # passed over as is
+        data = await postprocess_data(self, block_fn, predictions, state)
+        for i in skipped:
+            data[i] = dict(bare)
+        return data
+
+    skipping_postprocess_data.cheap_skips, skipping_postprocess_data.original = True, postprocess_data
+    gr.Blocks.postprocess_data = skipping_postprocess_data
+
+
 def delete_outputs(demo: gr.Blocks) -> None:
     """Delete the uploads and pictures the requests made; keep the app's own (the values its page opens with).
     Gradio's server does the first part when it shuts down, but it waits for every browser's open stream first, and it
@@ -227,6 +273,7 @@ def build() -> gr.Blocks:
     """The whole app, not launched: every model event in one device group, every input converted safely."""
     atomic_image_cache()
     tidy_aborted_uploads()
+    cheap_skips()
     with gr.Blocks(title="Multimodal models lab", delete_cache=CACHE_SWEEP) as demo:
         with gr.Row():
             gr.Markdown("# Bridging Text, Vision, and Beyond — a live lab\n"
@@ -270,6 +317,7 @@ def serve(host: str | None = None, port: int | None = None, share: bool = False,
                 # shared laptop)
                 run_history=False)
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    keep_freed_blocks()
     return_freed_memory()
     if block:
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM closes cleanly, as Ctrl-C does

@@ -1,5 +1,8 @@
 """The app composes without launching, and its HTTP API reads like a table of contents."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import gradio as gr
@@ -52,11 +55,11 @@ def test_model_events_share_one_device_group(demo):
     queued = [fn for fn in demo.fns.values() if fn.queue]
     on_device = {fn.api_name for fn in queued if fn.concurrency_id == common.DEVICE}
     assert {"vit_attention", "clip_matrix", "blip_caption", "blip_vqa", "blip2_read", "diffusion_generate",
-            "diffusion_compare", "diffusion_latent"} <= on_device
+            "diffusion_compare", "diffusion_latent", "vit_scene", "clip_batch"} <= on_device  # a scene and its views
     assert all(fn.concurrency_limit == settings.get().device_concurrency for fn in queued
                if fn.concurrency_id == common.DEVICE)
     assert {fn.api_name for fn in queued if getattr(fn.fn, "on_device", False)} <= on_device
-    assert not {"vit_scene", "blip_scene", "clip_batch", "diffusion_curves"} & on_device, "no model, no waiting"
+    assert not {"blip_scene", "diffusion_curves"} & on_device, "no model, no waiting"
     waits = [fn.name for fn in demo.fns.values() if not fn.queue and getattr(fn.fn, "device_threads", False)]
     assert not waits, f"an unqueued event answers at once, so it must not wait for the device's threads: {waits}"
 
@@ -250,6 +253,68 @@ def _rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def test_a_skipped_output_goes_to_the_page_as_it_is_without_rebuilding_its_component(monkeypatch):
+    """Gradio rebuilds a component and its configuration for every gr.skip() (ms each); app.cheap_skips sends the
+    skip as it is, the very value Gradio sends after that work, and still hands a State its own way."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    import app
+
+    app.cheap_skips()
+    with gr.Blocks() as demo:
+        outputs = [gr.Plot(), gr.Image(), gr.Markdown(), gr.State("kept"), gr.Textbox()]
+        gr.Button().click(lambda: None, None, outputs)
+    fn = next(iter(demo.fns.values()))
+    rebuilt = []
+    monkeypatch.setattr(SessionState, "_update_config", lambda self, key: rebuilt.append(key))
+
+    def run(postprocess, predictions):
+        return asyncio.run(postprocess(demo, fn, predictions, SessionState(demo)))
+
+    skip = gr.skip()
+    predictions = [skip, skip, "hello", skip, skip]
+    assert run(gr.Blocks.postprocess_data, list(predictions)) == [skip, skip, "hello", None, skip]
+    assert rebuilt == [], "no component rebuilt for a skip"
+    assert run(gr.Blocks.postprocess_data.original, list(predictions)) == [skip, skip, "hello", None, skip]
+    assert len(rebuilt) == 3, "what Gradio does instead, once per skipped component"
+    assert run(gr.Blocks.postprocess_data, skip) == [skip, skip, skip, None, skip]  # one skip for every output
+    assert run(gr.Blocks.postprocess_data, [skip, skip, "hello", "new", skip])[3] is None  # a State: server-side
+
+
+@pytest.mark.slow  # a process of its own: the app's imports, ~6 s
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="glibc's malloc on Linux")
+def test_a_requests_pictures_reuse_the_heap_instead_of_fresh_pages():
+    """Five 2.4 MB arrays alive together and then freed (a request's pictures) come back by default as fresh pages
+    that the kernel zeroes on first touch, thousands of page faults per request; after keep_freed_blocks the heap
+    keeps them for the next request. Run in a process of its own: the setting is process-wide."""
+    script = """
+import resource
+import numpy as np
+import app
+
+def faults_per_request():
+    def request():
+        held = [np.ones((448, 448, 3), np.float32) for _ in range(5)]
+        return sum(float(a[0, 0, 0]) for a in held)
+    request()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        request()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10
+
+default = faults_per_request()
+assert app.keep_freed_blocks()
+print(default, faults_per_request())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONPATH": "."})
+    assert out.returncode == 0, out.stderr[-2000:]
+    default, kept = map(int, out.stdout.split()[-2:])
+    assert default > 1000 and kept < 50, (default, kept)
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")

@@ -83,6 +83,20 @@ def _status(url: str) -> int:
         return e.code
 
 
+def _draw_every_plot(page) -> None:
+    """A Plotly figure is drawn when it comes near the view (demos/plotly_once.js): scroll past every plot of the tab
+    that is shown, as a reader would, until each is drawn, then back to the top."""
+    page.evaluate("""async () => {
+      const plots = [...document.querySelectorAll('[data-testid=plotly]')].filter(el => el.offsetParent !== null);
+      for (const plot of plots) {
+        plot.scrollIntoView({block: 'center'});
+        for (let i = 0; i < 100 && !plot.classList.contains('js-plotly-plot'); i++)
+          await new Promise(r => setTimeout(r, 50));
+      }
+      window.scrollTo(0, 0);
+    }""")
+
+
 def test_tabs_are_there_and_banner_names_tiers(page):
     for name in ("ViT", "CLIP", "BLIP", "Latent diffusion"):
         assert page.get_by_role("tab", name=name).count() == 1
@@ -101,6 +115,7 @@ def test_vit_attention_map(page):
     page.get_by_role("button", name="✂️ Cut into patches").click()
     page.get_by_text("patches (").first.wait_for(timeout=30_000)
     page.wait_for_timeout(1000)
+    _draw_every_plot(page)
     page.screenshot(path=str(ARTIFACTS / "vit.png"), full_page=True)
     assert page.locator("img[alt], img").count() >= 3
 
@@ -145,6 +160,7 @@ def test_vit_sketchpad_classifies_a_drawing(page):
         page.mouse.move(x, y, steps=12)
     page.mouse.up()
     page.get_by_text("The model sees your drawing").first.wait_for(timeout=60_000)
+    _draw_every_plot(page)
     page.screenshot(path=str(ARTIFACTS / "vit-sketch.png"), full_page=True)
 
 
@@ -158,6 +174,7 @@ def test_diffusion_chain_and_latents(page):
     page.get_by_role("button", name="🧬 Encode, noise, decode").click()
     page.get_by_text("Reconstruction PSNR").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1000)
+    _draw_every_plot(page)
     assert page.locator(".js-plotly-plot").count() >= 2
     page.screenshot(path=str(ARTIFACTS / "diffusion.png"), full_page=True)
 
@@ -188,6 +205,7 @@ def test_diffusion_reverse_process_streams_every_step(page):
     assert len(streamed) >= 3, f"the steps were not streamed one by one: {seen[:500]}"
     page.locator("#denoise-words img").wait_for(timeout=30_000)  # the result and a map per word: a, blue, star
     page.wait_for_timeout(800)
+    _draw_every_plot(page)
     page.screenshot(path=str(ARTIFACTS / "diffusion-reverse.png"), full_page=True)
 
 
@@ -224,6 +242,7 @@ def test_blip_streams_a_caption_and_shows_where_a_word_looked(page):
     page.get_by_role("button", name="🔀 Swap the colours").click()
     page.locator("text=BLIP ITM p(match) >> visible=true").first.wait_for(timeout=60_000)
     page.wait_for_timeout(500)
+    _draw_every_plot(page)
     page.screenshot(path=str(ARTIFACTS / "blip.png"), full_page=True)
 
 
@@ -243,6 +262,7 @@ def test_blip2_reads_with_queries_and_ablates_them(page):
     page.wait_for_timeout(500)
     section = page.locator("#blip2-maps")
     section.scroll_into_view_if_needed()
+    _draw_every_plot(page)
     page.screenshot(path=str(ARTIFACTS / "blip2.png"), full_page=True)
 
 def test_clip_opens_computed_and_tau_follows_the_keyboard(page):
@@ -253,8 +273,9 @@ def test_clip_opens_computed_and_tau_follows_the_keyboard(page):
     page.locator("#clip-log-tau input[type=range]").focus()
     page.keyboard.press("ArrowRight")
     page.wait_for_function("b => document.querySelector('#clip-loss').innerText !== b", arg=before, timeout=10_000)
-    assert page.locator(".js-plotly-plot").count() >= 3
     page.wait_for_timeout(1000)
+    _draw_every_plot(page)
+    assert page.locator(".js-plotly-plot").count() >= 3
     page.screenshot(path=str(ARTIFACTS / "clip.png"), full_page=True)
 
 
@@ -275,20 +296,54 @@ def test_finished_loading_statuses_are_dropped_so_each_status_message_stays_chea
     assert state["dropped"] >= 10 and state["size"] <= 3, state
 
 
-def test_plotly_figures_are_drawn_once_and_still_follow_a_resize(page):
-    """Gradio redraws every new Plotly figure a second time to fit its container; demos/plotly_resize.js skips that
-    redraw when the figure already fits, and only then: a narrower window still re-lays the figures out."""
+def test_plotly_figures_are_drawn_once_when_in_view_and_still_follow_a_resize(page):
+    """Gradio draws every new Plotly figure twice (in the div it is about to remove, then in a fresh one) and then
+    redraws it to fit its container; demos/plotly_once.js skips the drawing in the outgoing div and the refit when
+    the figure already fits, and holds a figure out of view until it scrolls near, then draws the newest one. A
+    narrower window still re-lays the figures out."""
     page.get_by_role("tab", name="CLIP").click()
     page.get_by_text("logit scale 1/τ").first.wait_for(timeout=60_000)
+    page.locator("#clip-s").scroll_into_view_if_needed()
     page.wait_for_timeout(1500)
-    state = page.evaluate("() => window.labPlotlyResize")
-    assert state is not None, "the resize script did not find Plotly.Plots.resize"
-    assert state["skipped"] >= 3, state  # the matrix's three heatmaps at least
+    state = lambda: page.evaluate("() => window.labPlotlyOnce")  # noqa: E731
+    assert state() is not None, "the page script did not find Plotly.react and Plotly.Plots.resize"
+    assert state()["skipped"] >= 3, state()  # the matrix's three heatmaps at least
+    titles = lambda: page.evaluate(  # noqa: E731  # the live matrix's row, beside S (the lecture's 3 × 3 has its own)
+        "() => [...document.querySelector('#clip-s').parentElement.querySelectorAll('.js-plotly-plot .gtitle')]"
+        ".map(e => e.textContent).filter(t => t.includes('softmax'))")
+    step = """() => {  // τ one step: the row and the column softmax, two figures, are redrawn
+      const el = document.querySelector('#clip-log-tau input[type=range]');
+      el.value = String(Number(el.value) + Number(el.step));
+      el.dispatchEvent(new Event('input', {bubbles: true}));
+      return Number(el.value);
+    }"""
+    tau = lambda log_tau: f"τ = {10 ** log_tau:.3g}"  # noqa: E731  # as the titles print it
+
+    before = state()
+    log_tau = page.evaluate(step)
+    page.wait_for_timeout(1500)
+    after = state()
+    assert after["drawn"] - before["drawn"] == 2 and after["dropped"] - before["dropped"] == 2, (before, after)
+    assert len(titles()) == 2 and all(tau(log_tau) in t for t in titles()), titles()
+
+    page.evaluate("() => window.scrollTo(0, 0)")  # the softmaxes out of view: two more steps wait
+    page.wait_for_timeout(300)
+    before = state()
+    page.evaluate(step)
+    page.wait_for_timeout(1000)
+    log_tau = page.evaluate(step)
+    page.wait_for_timeout(1500)
+    after = state()
+    assert after["drawn"] == before["drawn"] and after["deferred"] - before["deferred"] == 4, (before, after)
+    page.locator("#clip-s").scroll_into_view_if_needed()  # back in view: the newest figures, drawn once each
+    page.wait_for_timeout(1500)
+    assert state()["drawn"] - after["drawn"] == 2, state()
+    assert len(titles()) == 2 and all(tau(log_tau) in t for t in titles()), (titles(), log_tau)
     skipped, fitted, narrowed, restored = page.evaluate("""async () => {
       const gd = [...document.querySelectorAll('.js-plotly-plot')].find(e => e.offsetParent);
-      const before = window.labPlotlyResize.skipped, width = gd._fullLayout.width;
+      const before = window.labPlotlyOnce.skipped, width = gd._fullLayout.width;
       await Plotly.Plots.resize(gd);  // it fits: nothing to redraw
-      const skipped = window.labPlotlyResize.skipped - before;
+      const skipped = window.labPlotlyOnce.skipped - before;
       gd.style.width = `${Math.round(width / 2)}px`;  // its container narrows: it is laid out again
       await Plotly.Plots.resize(gd);
       const narrowed = gd._fullLayout.width;
@@ -324,6 +379,8 @@ def test_dark_mode_keeps_the_banner_and_plot_text_readable(url, page):
     try:
         dark.goto(f"{url}/?__theme=dark", wait_until="load", timeout=90_000)
         dark.get_by_text("models ready").first.wait_for(timeout=90_000)
+        dark.wait_for_timeout(3000)  # the tab's opening events
+        _draw_every_plot(dark)
         dark.locator(".js-plotly-plot .xtick text").first.wait_for(timeout=60_000)
         banner_bg = dark.locator(".banner").first.evaluate(
             "(el) => getComputedStyle(el).backgroundColor.match(/[0-9.]+/g).slice(0, 3).map(Number)")
@@ -346,8 +403,10 @@ def test_laptop_and_phone_widths_show_whole_pictures(url, page, tab, width, heig
     try:
         view.goto(url, wait_until="load", timeout=90_000)
         view.get_by_role("tab", name=tab).click()
-        view.locator(".js-plotly-plot .main-svg >> visible=true").first.wait_for(timeout=90_000)
-        view.wait_for_timeout(4000)
+        view.get_by_text("models ready").first.wait_for(timeout=90_000)
+        view.wait_for_timeout(4000)  # the tab's opening events
+        _draw_every_plot(view)
+        assert view.locator(".js-plotly-plot .main-svg >> visible=true").count() >= 3, "the tab opens computed"
         view.evaluate("() => document.querySelector('[role=tablist]').scrollIntoView()")  # the tab, not the banner
         view.wait_for_timeout(500)
         overflow = view.evaluate("() => document.scrollingElement.scrollWidth - window.innerWidth")
