@@ -152,11 +152,13 @@ def _display(*latex: str) -> str:
 def _heatmap(z: np.ndarray, title: str, rows: list[str], cols: list[str], hover_cols: list[str],
              zmin: float | None = None, zmax: float | None = None) -> go.Figure:
     """A heatmap with its values written in, the matched pairs (the diagonal of a square matrix) outlined in red.
-    Built by one constructor: each update_* call after it re-validates the figure, three times the cost."""
+    Built by one constructor: each update_* call after it re-validates the figure, three times the cost. No colour
+    bar: every cell has its value written in, and a bar pushes the margins, so the browser lays the figure out twice
+    (a third of its drawing time)."""
     n_rows, n_cols = len(rows), len(cols)
     hover = np.array([[f"{r} × {c}" for c in hover_cols] for r in rows])  # (rows, cols)
     traces = [go.Heatmap(z=z, x=list(range(n_cols)), y=list(range(n_rows)), zmin=zmin, zmax=zmax,
-                         colorscale="Viridis", texttemplate="%{z:.2f}", customdata=hover,
+                         colorscale="Viridis", showscale=False, texttemplate="%{z:.2f}", customdata=hover,
                          hovertemplate="%{customdata}: %{z:.3f}<extra></extra>")]
     if n_rows == n_cols:
         xs, ys = [], []  # one trace outlines every matched pair (a layout shape each is 10x slower to build)
@@ -354,7 +356,7 @@ def new_batch(n: float = 8, seed: float | None = None) -> tuple[list[tuple[Image
     if not 2 <= count <= MAX_IMAGES:
         raise ValueError(f"batch size must be in [2, {MAX_IMAGES}], got {n}")
     first = None if seed is None else int(seed)
-    scenes = [common.random_scene(None if first is None else first + i) for i in range(count)]
+    scenes = common.random_scenes([None if first is None else first + i for i in range(count)])
     return _numbered([img for img, _ in scenes]), "\n".join(shapes.caption(s) for _, s in scenes)
 
 
@@ -414,20 +416,31 @@ def matrix_views(S: np.ndarray, texts: list[str], log_tau: float, cosine: bool =
 
 
 @common.deterministic
-def similarity(gallery, texts: str, log_tau: float | None, tier: str | None = None
-               ) -> tuple[go.Figure, str, list[list[float]], list[str], dict]:
+def similarity(gallery, texts: str, log_tau: float | None, tier: str | None = None, drawn: str | None = None):
     """The encoders' part of the matrix, which the page draws first: (S's heatmap, the loss in Markdown, S kept for
-    what follows, its texts, the PCA plane of images and texts as {"images", "texts", "ratio"}). `views` draws the
-    rest from these, without the model. A None log_tau uses the model's own τ."""
+    what follows, its texts, the PCA plane of images and texts as {"images", "texts", "ratio"}, and the digest of the
+    images, texts and tier it was computed from). `views` draws the rest from these, without the model. A None log_tau
+    uses the model's own τ. When `drawn` is that digest already (the page shows this matrix), every output is left as
+    it is."""
     images = _images(gallery)
     lines = C.parse_texts(texts, max_lines=MAX_IMAGES)
+    key = common.digest(images, lines, tier)
+    if key == drawn:
+        return (gr.skip(),) * 6
     bundle, _ = _bundle(tier)
     img, txt = C.encode_images(bundle, images), C.encode_texts(bundle, lines)  # (Bi, D), (Bt, D), unit rows
     S = (img @ txt.T).double().numpy()  # (Bi, Bt)
     tau = _tau(-math.log10(bundle.logit_scale) if log_tau is None else log_tau)
     pi, pt, ratio = C.pca_2d(img, txt)
     plane = {"images": pi.tolist(), "texts": pt.tolist(), "ratio": ratio.tolist()}
-    return _s_figure(S, lines), _loss_markdown(S, lines, tau), S.tolist(), lines, plane
+    return _s_figure(S, lines), _loss_markdown(S, lines, tau), S.tolist(), lines, plane, key
+
+
+def batch_matrix(n: float, log_tau: float | None, tier: str | None = None):
+    """A new Shapes batch and its matrix in one request: (the gallery, its true captions, then what `similarity`
+    returns for them). The gallery's change event that follows finds the matrix drawn and leaves it."""
+    gallery, texts = new_batch(n)
+    return gallery, texts, *similarity(gallery, texts, log_tau, tier)
 
 
 def views(S: list, lines: list[str], plane: dict, log_tau: float | None, tier: str | None = None):
@@ -451,7 +464,7 @@ def matrix(gallery, texts: str, log_tau: float | None, tier: str | None = None):
     """Everything the matrix shows, from scratch: (the shapes walk-through of step 1, S, row softmax, column softmax,
     loss Markdown, PCA map of the shared space, the S kept for temperature changes, its texts). A None log_tau uses
     the model's own τ. The page draws it in two steps, `similarity` (S and the loss), then `views`."""
-    fig_s, md, S, lines, plane = similarity(gallery, texts, log_tau, tier)
+    fig_s, md, S, lines, plane, _ = similarity(gallery, texts, log_tau, tier)
     walk, fig_r, fig_c, pca = views(S, lines, plane, log_tau, tier)
     return walk, fig_s, fig_r, fig_c, md, pca, S, lines
 
@@ -740,9 +753,9 @@ def _lecture_section() -> None:
     common.on_load(ui(editable), *edit_io, **PRIVATE)
 
 
-def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, gr.Textbox, tuple]:
+def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, gr.Textbox, gr.State]:
     """Step 3: your images and texts, the live B × B matrix under τ, the shared space and text → image search.
-    Returns (gallery, texts, the events that end with a new matrix: a change of input, and the page's opening)."""
+    Returns (gallery, texts, the state that changes with every new matrix)."""
     gr.Markdown("### 3 · Your batch: the live B × B matrix\n"
                 + _formulas("matrix") + "\n\n"
                 "Images are I1…In in the gallery's order, texts T1…Tn in the box's; a matched pair shares its number. "
@@ -773,9 +786,11 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
         with gr.Column(min_width=320):
             loss_md = gr.Markdown(latex_delimiters=LATEX, elem_id="clip-loss")
         pca = gr.Plot(label="The shared space (PCA)", min_width=320, elem_id="clip-pca")
-    # The last S and its texts live in the page (hidden), so a temperature change redoes only the maths. Not
-    # gr.State: that opens a per-session heartbeat stream, and the page would never be network-idle.
+    # The last S and its texts live in the page (hidden), so a temperature change redoes only the maths; `drawn`
+    # names what they were computed from, so that the gallery's change event after a new batch (which brings its
+    # matrix along) leaves it as it is, and the views that follow the matrix run once per new matrix.
     s_state, texts_state, plane_state = gr.JSON(visible=False), gr.JSON(visible=False), gr.JSON(visible=False)
+    drawn = gr.State(None)
     gr.Markdown("**Search the images above with a text** (a new column of S): Enter or 🔍 ranks them by cosine.")
     with gr.Row():
         query = gr.Textbox(value="a red star", show_label=False, scale=3)
@@ -784,27 +799,31 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
                         height=GALLERY_HEIGHT // 2, object_fit="contain", elem_id="clip-ranked")
 
     ui = common.show_errors
-    # a new matrix in two requests, S and the loss first (what a new input changes most), then the rest from them
-    similarity_io = ([gallery, texts, log_tau, tier], [fig_s, loss_md, s_state, texts_state, plane_state])
+    # a new matrix in two requests, S and the loss first (what a new input changes most), then the rest from them,
+    # once per new matrix (when `drawn` changes)
+    similarity_io = ([gallery, texts, log_tau, tier, drawn], [fig_s, loss_md, s_state, texts_state, plane_state, drawn])
     views_io = ([s_state, texts_state, plane_state, log_tau, tier], [walk_md, fig_r, fig_c, pca])
     tau_io = ([s_state, texts_state, log_tau], [fig_r, fig_c, loss_md])  # τ leaves S itself as it is
-    batch_btn.click(ui(new_batch), [batch_n], [gallery, texts], api_name="clip_batch")
+    batch_btn.click(ui(batch_matrix), [batch_n, log_tau, tier], [gallery, texts, *similarity_io[1]],
+                    api_name="clip_batch", show_progress="minimal")
     photos_btn.click(ui(sample_photos), None, [gallery, texts], api_name="clip_samples")
     gallery.upload(number_gallery, [gallery], [gallery], **PRIVATE, queue=False)
-    computed = gr.on([gallery.change, texts.input], ui(similarity), *similarity_io, api_name="clip_matrix",
-                     **LIVE).success(ui(views), *views_io, **PRIVATE)
+    texts.input(ui(similarity), *similarity_io, api_name="clip_matrix", **LIVE)
+    # a new gallery from the page (an upload, a paste, a deletion, the sample photos) shows its progress on the
+    # gallery: after a new batch this event only finds its matrix drawn, and must not flicker over S
+    gallery.change(ui(similarity), *similarity_io, **PRIVATE, **{**LIVE, "show_progress_on": [gallery]})
+    drawn.change(ui(views), *views_io, **PRIVATE)
     log_tau.input(ui(temperature), *tau_io, api_name="clip_temperature", **LIVE)
     reset_btn.click(ui(model_log_tau), [tier], [log_tau], api_name="clip_model_temperature").success(
         ui(temperature), *tau_io, **PRIVATE)
     # on load and on a tier change: the model's τ first, then the matrix under it
-    # (each step .success: a failure, say a model still loading, is reported once, not once per step)
     opened = gr.on(None, ui(opening_log_tau, on_device=False), [tier], [log_tau], **PRIVATE).success(
-        ui(similarity), *similarity_io, **PRIVATE).success(ui(views), *views_io, **PRIVATE)
+        ui(similarity), *similarity_io, **PRIVATE)
     rank_io = ([gallery, query, tier], [ranked])
     gr.on([rank_btn.click, query.submit], ui(rank_images), *rank_io, api_name="clip_rank", **LIVE)
     gallery.change(ui(rank_images), *rank_io, **PRIVATE, **LIVE)
     opened.success(ui(rank_images), *rank_io, **PRIVATE)
-    return gallery, texts, (computed, opened)
+    return gallery, texts, drawn
 
 
 def _zero_shot_section(tier: gr.Radio) -> None:
@@ -849,7 +868,7 @@ def _zero_shot_section(tier: gr.Radio) -> None:
     gr.on([tier.change, gr.context.Context.root_block.load], ui(prompt_ensemble), *ens_io, **PRIVATE)  # on open
 
 
-def _beyond_section(tier: gr.Radio, gallery: gr.Gallery, texts: gr.Textbox, matrix_events: tuple) -> None:
+def _beyond_section(tier: gr.Radio, gallery: gr.Gallery, texts: gr.Textbox, drawn: gr.State) -> None:
     """Beyond the lecture: the modality gap of the batch above, and the word-order probe."""
     gr.Markdown("### Beyond the lecture: the modality gap\n"
                 "Where do the images and the texts of step 3 sit in the shared space? Both are unit vectors; the "
@@ -874,8 +893,7 @@ def _beyond_section(tier: gr.Radio, gallery: gr.Gallery, texts: gr.Textbox, matr
     ui = common.show_errors
     gap_io = ([gallery, texts, tier], [gap_plot, gap_md])
     gap_btn.click(ui(gap), *gap_io, api_name="clip_gap")
-    for event in matrix_events:  # the gap follows every new matrix (and says nothing when the matrix failed)
-        event.success(ui(gap), *gap_io, **PRIVATE)
+    drawn.change(ui(gap), *gap_io, **PRIVATE)  # the gap follows every new matrix (and none that failed)
     probe = ui(word_order, on_device=True)
     gr.on(None, probe, [probe_img, probe_true, probe_swap], [probe_plot, probe_md], api_name="clip_word_order", **LIVE)
 
@@ -889,6 +907,6 @@ def build() -> None:
     tier = common.tier_radio(FAMILY)
     walk_md = _walkthrough_section()
     _lecture_section()
-    gallery, texts, matrix_events = _matrix_section(tier, walk_md)
+    gallery, texts, drawn = _matrix_section(tier, walk_md)
     _zero_shot_section(tier)
-    _beyond_section(tier, gallery, texts, matrix_events)
+    _beyond_section(tier, gallery, texts, drawn)

@@ -18,7 +18,6 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.subplots import make_subplots
 
 from demos import common
 from mmcore import models, shapes, viz
@@ -238,17 +237,22 @@ def layernorm(image, layer: float, tier: str | None = None) -> go.Figure:
     li = common.whole_number(layer, "layer", 0, bundle.model.config.num_hidden_layers - 1)
     stats = V.layernorm_stats(bundle.model, bundle.pixel_values(img), li)
     tokens = np.arange(len(stats["mean_before"]))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("per-token mean μ", "per-token variance σ²"))
+    traces = []
     for col, kind in ((1, "mean"), (2, "var")):
         for key, name, color in (("before", "x (input)", "#94a3b8"), ("hat", "x̂ = (x−μ)/√(σ²+ε)", "#6366f1"),
                                  ("after", "LN(x) = x̂·γ + β", "#f59e0b")):
-            fig.add_scatter(x=tokens, y=stats[f"{kind}_{key}"], mode="lines", name=name, line={"color": color},
-                            legendgroup=key, showlegend=col == 1, row=1, col=col)
-    fig.update_xaxes(title_text="token (0 = CLS)")
-    fig.update_layout(title=f"LayerNorm before attention, block {li}", height=380,
-                      margin={"l": 40, "r": 10, "t": 60, "b": 40},
-                      legend={"orientation": "h", "y": -0.25, "yanchor": "top"})
-    return fig
+            traces.append(go.Scatter(x=tokens, y=stats[f"{kind}_{key}"], mode="lines", name=name,
+                                     line={"color": color}, legendgroup=key, showlegend=col == 1,
+                                     xaxis=f"x{col}", yaxis=f"y{col}"))
+    # two panels side by side, laid out by hand in one constructor (make_subplots costs 15 ms a figure)
+    titles = [{"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "xanchor": "center",
+               "yanchor": "bottom", "showarrow": False} for text, x in (("per-token mean μ", 0.225),
+                                                                        ("per-token variance σ²", 0.775))]
+    return go.Figure(traces, go.Layout(
+        xaxis={"domain": [0, 0.45], "title": "token (0 = CLS)"}, yaxis={"anchor": "x"},
+        xaxis2={"domain": [0.55, 1], "title": "token (0 = CLS)"}, yaxis2={"anchor": "x2"},
+        annotations=titles, title=f"LayerNorm before attention, block {li}", height=380,
+        margin={"l": 40, "r": 10, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.25, "yanchor": "top"}))
 
 
 # ------------------------------------------------------------------------------------ handlers: 5 · attention
@@ -264,18 +268,16 @@ def _distance_figure(dist: np.ndarray, patch_size: int, uniform: float) -> go.Fi
     """Mean attention distance per head and layer, with the two references as lines: one patch away (local) and
     uniform attention (global)."""
     layers = np.arange(dist.shape[0])
-    fig = go.Figure()
-    for y, name, dash in ((uniform, f"uniform attention, global: {uniform:.0f} px", "dash"),
-                          (patch_size, f"one patch away, local: {patch_size} px", "dot")):
-        fig.add_scatter(x=[-0.4, dist.shape[0] - 0.6], y=[y, y], mode="lines", name=name, hoverinfo="name",
+    lines = [go.Scatter(x=[-0.4, dist.shape[0] - 0.6], y=[y, y], mode="lines", name=name, hoverinfo="name",
                         line={"dash": dash, "color": "#64748b"})
-    for h in range(dist.shape[1]):
-        fig.add_scatter(x=layers, y=dist[:, h], mode="markers", name=f"head {h}", marker={"size": 9})
-    fig.update_layout(title="Mean attention distance per head", xaxis_title="layer", yaxis_title="pixels",
-                      yaxis_range=[0, 1.1 * max(uniform, float(dist.max()))], height=400, xaxis={"dtick": 1},
-                      margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2,
-                                                                           "yanchor": "top"})
-    return fig
+             for y, name, dash in ((uniform, f"uniform attention, global: {uniform:.0f} px", "dash"),
+                                   (patch_size, f"one patch away, local: {patch_size} px", "dot"))]
+    heads = [go.Scatter(x=layers, y=dist[:, h], mode="markers", name=f"head {h}", marker={"size": 9})
+             for h in range(dist.shape[1])]
+    return go.Figure(lines + heads, go.Layout(  # one constructor: each update_* call re-validates the figure
+        title="Mean attention distance per head", xaxis={"title": "layer", "dtick": 1},
+        yaxis={"title": "pixels", "range": [0, 1.1 * max(uniform, float(dist.max()))]}, height=400,
+        margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2, "yanchor": "top"}))
 
 
 def _distance_sentence(dist: np.ndarray, patch_size: int, uniform: float) -> str:
@@ -380,11 +382,10 @@ def trace(image, tier: str | None = None) -> tuple[list[list[str]], str]:
 # ------------------------------------------------------------------------------------ handlers: 7 · CLS -> head
 
 def _prediction_figure(top: list[tuple[str, float]], title: str, height: int = 300) -> go.Figure:
-    fig = go.Figure(go.Bar(x=[p for _, p in top][::-1], y=[lab for lab, _ in top][::-1], orientation="h",
-                           text=[f"{p:.1%}" for _, p in top][::-1], textposition="auto", marker_color="#6366f1"))
-    fig.update_layout(title=title, xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
-                      height=height, margin={"l": 110, "r": 10, "t": 40, "b": 40})
-    return fig
+    return go.Figure(go.Bar(x=[p for _, p in top][::-1], y=[lab for lab, _ in top][::-1], orientation="h",
+                            text=[f"{p:.1%}" for _, p in top][::-1], textposition="auto", marker_color="#6366f1"),
+                     go.Layout(title=title, xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
+                               height=height, margin={"l": 110, "r": 10, "t": 40, "b": 40}))
 
 
 def logit_lens(image, tier: str | None = None) -> tuple[go.Figure, str]:
@@ -399,14 +400,15 @@ def logit_lens(image, tier: str | None = None) -> tuple[go.Figure, str]:
     names = V.class_names(bundle.model)
     z = probs[:, columns]  # (L, k)
     hover = np.array([[names[c] for c in columns]] * n_blocks)  # (L, k)
-    fig = go.Figure(go.Heatmap(z=z, y=[f"block {b}" for b in range(n_blocks)], zmin=0, zmax=1, colorscale="Viridis",
-                               texttemplate="%{z:.2f}", colorbar={"title": "p", "tickformat": ".0%"}, customdata=hover,
-                               hovertemplate="%{y}, %{customdata}: p = %{z:.3f}<extra></extra>"))
     # columns by position, named by tick: ImageNet repeats some labels ("crane" the bird and the machine)
-    fig.update_xaxes(tickvals=list(range(len(columns))), ticktext=[names[c][:24] for c in columns])
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title="Logit lens: head(LayerNorm(CLS after block l))", height=140 + 40 * n_blocks,
-                      margin={"l": 70, "r": 10, "t": 40, "b": 90})
+    fig = go.Figure(
+        go.Heatmap(z=z, y=[f"block {b}" for b in range(n_blocks)], zmin=0, zmax=1, colorscale="Viridis",
+                   texttemplate="%{z:.2f}", colorbar={"title": "p", "tickformat": ".0%"}, customdata=hover,
+                   hovertemplate="%{y}, %{customdata}: p = %{z:.3f}<extra></extra>"),
+        go.Layout(
+            xaxis={"tickvals": list(range(len(columns))), "ticktext": [names[c][:24] for c in columns]},
+            yaxis={"autorange": "reversed"}, title="Logit lens: head(LayerNorm(CLS after block l))",
+            height=140 + 40 * n_blocks, margin={"l": 70, "r": 10, "t": 40, "b": 90}))
     top = probs.argmax(axis=1)  # (L,) the lens's answer after each block
     final = int(top[-1])
     settled = n_blocks - int(np.argmax(top[::-1] != final)) if (top != final).any() else 0
@@ -560,6 +562,7 @@ def _inputs(ui: SimpleNamespace) -> None:
         with gr.Column(scale=1):
             first_image, first_truth = new_scene(seed=42)  # something to look at straight away
             ui.image = common.image_input(value=first_image)
+            ui.drawn = gr.State(None)  # the digest of the image the views show (see _all_views)
             with gr.Row(equal_height=True):
                 ui.scene_btn = gr.Button("🎲 Random Shapes scene", variant="secondary", min_width=200)
                 ui.seed = gr.Number(label="seed (−1 = random)", value=-1, precision=0, minimum=-1, min_width=120)
@@ -697,34 +700,52 @@ def _drawing_section(ui: SimpleNamespace) -> None:
 
 def _all_views(stages: list[list[tuple[Callable, int, int]]]) -> Callable:
     """One handler for every view that reads the image, so a new image costs one request instead of one per view.
-    `stages` lists (view, its input count, its output count) in the order of the event's inputs and outputs; after
-    each stage the views computed so far are sent (the top of the page first), the others left as they are. A view
-    that fails leaves its outputs as they were and the rest go on; the first failure is raised at the end. A cleared
-    image (None) leaves everything as it is."""
+    `stages` lists (view, the count of its inputs after the image, its output count) in the order of the event's
+    controls and outputs. The handler takes (image, the digest of the image the views show, the controls) and
+    yields (the new digest, the views' outputs): after each stage the views computed so far (the top of the page
+    first), the others left as they are. A view that fails leaves its outputs as they were and the rest go on; the
+    first failure is raised at the end, with the digest forgotten, so that the same image draws again. A cleared
+    image (None), or the image the views already show, leaves everything as it is."""
     total = sum(n_out for stage in stages for _, _, n_out in stage)
 
-    def views(*values):
-        if values[0] is None:
-            yield (gr.skip(),) * total
+    def views(image, drawn, *controls):
+        key = None if image is None else common.digest(common.user_image(image))
+        if key is None or key == drawn:
+            yield (gr.skip(),) * (1 + total)
             return
         failure, at_in, at_out = None, 0, 0
-        for stage in stages:
+        for number, stage in enumerate(stages):
             out = [gr.skip()] * total
             for fn, n_in, n_out in stage:
                 try:
-                    result = fn(*values[at_in:at_in + n_in])
+                    result = fn(image, *controls[at_in:at_in + n_in])
                     out[at_out:at_out + n_out] = result if n_out > 1 else (result,)
                 except Exception as exc:  # reported once the other views are drawn
                     failure = failure or exc
                 at_in, at_out = at_in + n_in, at_out + n_out
-            yield tuple(out)
+            yield (key if number == 0 else gr.skip(), *out)
         if failure is not None:
+            yield (None, *[gr.skip()] * total)
             raise failure
 
-    n_inputs = sum(n_in for stage in stages for _, n_in, _ in stage)  # Gradio passes as many values as it sees
-    views.__signature__ = inspect.Signature([inspect.Parameter(f"input_{i}", inspect.Parameter.POSITIONAL_ONLY)
-                                             for i in range(n_inputs)])
+    n_controls = sum(n_in for stage in stages for _, n_in, _ in stage)  # Gradio passes as many values as it sees
+    views.__signature__ = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in
+                                             ["image", "drawn", *(f"control_{i}" for i in range(n_controls))]])
     return views
+
+
+def _with_scene(views: Callable) -> Callable:
+    """A new scene and every view of it in one request: (scene, its ground truth, then what `views` yields for it).
+    The image's change event that follows finds the views drawn and leaves them."""
+
+    def scene(seed, drawn, *controls):
+        image, truth = new_scene(seed)
+        for number, out in enumerate(views(image, drawn, *controls)):
+            yield (image, truth, *out) if number == 0 else (gr.skip(), gr.skip(), *out)
+
+    scene.__signature__ = inspect.Signature([inspect.Parameter("seed", inspect.Parameter.POSITIONAL_ONLY),
+                                             *list(inspect.signature(views).parameters.values())[1:]])
+    return scene
 
 
 def _views(ui: SimpleNamespace) -> list[tuple[Callable, list, list, str]]:
@@ -767,13 +788,18 @@ def _wire_views(ui: SimpleNamespace) -> None:
             gr.on(triggers, show(fn), inputs, outputs, api_name=api_name, **LIVE)
         synced.then(show(fn), inputs, outputs, **({"api_visibility": "private"} if triggers else
                                                   {"api_name": api_name}))
-    # a new image redraws every view that reads it, in one request: the top of the page first, then the rest
+    # a new image redraws every view that reads it, in one request, from the top of the page down; a new scene
+    # brings them along with it (its image's change event then finds them drawn)
     reading = [(fn, inputs, outputs) for fn, inputs, outputs, _ in _views(ui) if ui.image in inputs]
-    stages = [reading[:3], reading[3:]]
-    ui.image.change(show(_all_views([[(fn, len(i), len(o)) for fn, i, o in stage] for stage in stages]),
-                         on_device=True),
-                    [c for _, inputs, _ in reading for c in inputs], [c for _, _, outputs in reading for c in outputs],
-                    api_visibility="private", **LIVE)
+    assert all(inputs[0] is ui.image for _, inputs, _ in reading), "the image first: _all_views passes it so"
+    stages = [reading[:1], reading[1:3], reading[3:5], reading[5:]]  # the cut (step 1), steps 4-5, 6-7, relevance
+    every_view = _all_views([[(fn, len(i) - 1, len(o)) for fn, i, o in stage] for stage in stages])
+    knobs = [c for _, inputs, _ in reading for c in inputs[1:]]  # each view's inputs after the image, in order
+    drawn = [ui.drawn, *(c for _, _, outputs in reading for c in outputs)]
+    ui.image.change(show(every_view, on_device=True), [ui.image, ui.drawn, *knobs], drawn, api_visibility="private",
+                    **{**LIVE, "show_progress_on": [ui.image]})  # not over the views when it only finds them drawn
+    gr.on([ui.scene_btn.click, ui.seed.submit], show(_with_scene(every_view), on_device=True),
+          [ui.seed, ui.drawn, *knobs], [ui.image, ui.truth, *drawn], api_name="vit_scene", **LIVE)
     # a control redraws what it changes and nothing else: a layer or head its map; a discard ratio both rollouts,
     # from one forward pass; a head fusion the relevance section's rollout, without the backward pass relevance needs
     gr.on([ui.layer.input, ui.head.input], show(attention_layer), [ui.image, ui.layer, ui.head, ui.discard, ui.tier],
@@ -788,10 +814,8 @@ def _wire_views(ui: SimpleNamespace) -> None:
 
 
 def _wire_inputs(ui: SimpleNamespace) -> None:
-    """Scenes, uploads, clicks on the position mosaic, the sinusoid's sliders, and the drawing pad."""
+    """Uploads, clicks on the position mosaic, the sinusoid's sliders, and the drawing pad."""
     show = common.show_errors
-    gr.on([ui.scene_btn.click, ui.seed.submit], show(new_scene), [ui.seed], [ui.image, ui.truth],
-          api_name="vit_scene")
     ui.image.upload(lambda: "", None, ui.truth, api_visibility="private")  # an upload has no Shapes ground truth
     ui.pos_img.select(show(patch_from_click), [ui.tier], [ui.patch_index, ui.pos_map], api_visibility="private")
     gr.on([ui.d_model.input, ui.n_pos.input], show(sinusoid), [ui.d_model, ui.n_pos], [ui.pe_plot],

@@ -65,7 +65,7 @@ def test_the_page_draws_s_and_the_loss_first_and_the_rest_from_what_they_kept(ba
     together are what `matrix` (the whole, for tests and scripts) returns."""
     images, texts = batch
     walk, s_fig, r_fig, c_fig, md, pca, S, lines = tab.matrix(images, texts, -1.5, TIER)
-    s_first, md_first, S_kept, lines_kept, plane = tab.similarity(images, texts, -1.5, TIER)
+    s_first, md_first, S_kept, lines_kept, plane, key = tab.similarity(images, texts, -1.5, TIER)
     assert s_first.to_json() == s_fig.to_json() and md_first == md and S_kept == S and lines_kept == lines
     misses = C._EMBEDDINGS.misses
     assert [f if isinstance(f, str) else f.to_json() for f in tab.views(S_kept, lines_kept, plane, -1.5, TIER)] == [
@@ -75,15 +75,35 @@ def test_the_page_draws_s_and_the_loss_first_and_the_rest_from_what_they_kept(ba
 
 
 def test_a_new_input_draws_s_and_the_loss_first_then_the_rest():
+    """S and the loss come first; the softmaxes and the PCA map follow each new matrix (the digest it was computed
+    from changes), not each event: the gallery's change after a new batch, which brought its matrix, draws nothing."""
     with gr.Blocks() as demo:
         tab.build()
     first = next(fn for fn in demo.fns.values() if fn.api_name == "clip_matrix")
-    then = [fn for fn in demo.fns.values() if fn.trigger_after == first._id]
     labels = lambda fn: {getattr(o, "label", None) or getattr(o, "elem_id", None) for o in fn.outputs}  # noqa: E731
     assert {"Cosine similarity S", "clip-loss"} <= labels(first)
     assert not {"Row softmax: image → text", "The shared space (PCA)"} & labels(first), "S first, alone"
-    assert len(then) == 1 and then[0].trigger_only_on_success
-    assert {"Row softmax: image → text", "Column softmax: text → image", "The shared space (PCA)"} <= labels(then[0])
+    drawn = first.outputs[-1]
+    assert isinstance(drawn, gr.State) and first.inputs[-1] is drawn
+    then = [fn for fn in demo.fns.values() if (drawn._id, "change") in fn.targets]
+    rest = next(fn for fn in then if "The shared space (PCA)" in labels(fn))
+    assert {"Row softmax: image → text", "Column softmax: text → image", "The shared space (PCA)"} <= labels(rest)
+    assert {"Images, texts and the gap between them"} <= set().union(*map(labels, then)), "the gap follows too"
+    batch = next(fn for fn in demo.fns.values() if fn.api_name == "clip_batch")
+    assert [o._id for o in batch.outputs][2:] == [o._id for o in first.outputs], "a new batch brings its matrix"
+
+
+def test_a_new_batch_brings_its_matrix_and_the_gallery_echo_leaves_it(batch):
+    gallery, texts, fig_s, md, S, lines, plane, key = tab.batch_matrix(4, -1.5, TIER)
+    assert len(gallery) == 4 and len(lines) == 4 and np.asarray(S).shape == (4, 4) and "τ" in md
+    assert fig_s.data[0].z is not None and key == tab.common.digest(tab._images(gallery), lines, TIER)
+    skip = gr.skip()
+    assert tab.similarity(gallery, texts, -1.5, TIER, key) == (skip,) * 6  # the same inputs: drawn already
+    assert tab.similarity(gallery, texts, -1.5, "bundled", key)[-1] != key  # another tier is another matrix
+    assert tab.similarity(gallery, texts.replace("\n", " \n"), -1.5, TIER, key) == (skip,) * 6  # spaces: the same
+    edited = "a red star\n" + texts.split("\n", 1)[1]
+    assert tab.similarity(gallery, edited, -1.5, TIER, key)[-1] == tab.common.digest(tab._images(gallery),
+                                                                                    edited.split("\n"), TIER)
 
 
 def test_unequal_counts_show_s_and_explain(batch):
@@ -140,8 +160,11 @@ def test_the_tab_opens_computed():
     filled = {id(block) for fn in demo.fns.values() for block in fn.outputs}
     on_load = {fn._id for fn in demo.fns.values() if any(event == "load" for _, event in fn.targets)}
     opened, growing = set(on_load), True
-    while growing:  # follow the .then/.success chains that start on load
-        chained = {fn._id for fn in demo.fns.values() if fn.trigger_after in opened} - opened
+    while growing:  # follow the .then/.success chains that start on load, and the changes of the states they set
+        states = {block._id for fn in demo.fns.values() if fn._id in opened for block in fn.outputs
+                  if isinstance(block, gr.State)}
+        chained = {fn._id for fn in demo.fns.values() if fn.trigger_after in opened
+                   or any(event == "change" and block in states for block, event in fn.targets)} - opened
         growing, opened = bool(chained), opened | chained
     opened_outputs = {id(block) for fn in demo.fns.values() if fn._id in opened for block in fn.outputs}
     panels = [b for b in demo.blocks.values() if isinstance(b, (gr.Plot, gr.Markdown)) and id(b) in filled]
@@ -161,7 +184,7 @@ def test_every_plot_is_named_and_no_button_is_a_step_behind():
             "🎯 Measure zero-shot accuracy"} <= buttons, "labels that the browser tests and benchmark click"
     assert not any("Compute the matrix" in label for label in buttons), "the matrix follows its inputs by itself"
     events = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    assert {event for _, event in events["clip_matrix"].targets} == {"change", "input"}  # gallery, texts
+    assert {event for _, event in events["clip_matrix"].targets} == {"input"}  # texts; the gallery's change: its own
     assert {event for _, event in events["clip_rank"].targets} == {"click", "submit"}  # 🔍 or Enter
 
 

@@ -325,20 +325,48 @@ def test_all_views_runs_every_view_in_stages_and_reports_a_failure_last():
             calls.append(name)
             if x == "bad":
                 raise ValueError(f"{name} failed")
-            return tuple(f"{name}{k}:{image}{x}" for k in range(n_out)) if n_out > 1 else f"{name}:{image}{x}"
+            return tuple(f"{name}{k}:{image.size[0]}{x}" for k in range(n_out)) if n_out > 1 else f"{name}:{x}"
         return fn
 
-    run = tab._all_views([[(view("a", 2), 2, 2), (view("b", 1), 2, 1)], [(view("c", 1), 2, 1)]])
-    assert len(inspect.signature(run).parameters) == 6
-    first, second = run("I", 1, "I", 2, "I", 3)
+    run = tab._all_views([[(view("a", 2), 1, 2), (view("b", 1), 1, 1)], [(view("c", 1), 1, 1)]])
+    assert list(inspect.signature(run).parameters)[:2] == ["image", "drawn"]
+    assert len(inspect.signature(run).parameters) == 5  # the image, what is drawn, then each view's one control
+    image = Image.new("RGB", (32, 32), "red")
+    key = tab.common.digest(image)
+    first, second = run(image, None, 1, 2, 3)
     skip = gr.skip()
-    assert first == ("a0:I1", "a1:I1", "b:I2", skip) and second == (skip, skip, skip, "c:I3")
-    stream = run("I", 1, "I", "bad", "I", 3)  # b fails: a and c are still drawn, then b's error is raised
-    assert next(stream) == ("a0:I1", "a1:I1", skip, skip) and next(stream) == (skip, skip, skip, "c:I3")
+    assert first == (key, "a0:321", "a1:321", "b:2", skip) and second == (skip, skip, skip, skip, "c:3")
+    stream = run(image, None, 1, "bad", 3)  # b fails: a and c are still drawn, then b's error is raised, with the
+    assert next(stream) == (key, "a0:321", "a1:321", skip, skip)  # digest forgotten, so that the image draws again
+    assert next(stream) == (skip, skip, skip, skip, "c:3") and next(stream) == (None, skip, skip, skip, skip)
     with pytest.raises(ValueError, match="b failed"):
         next(stream)
     calls.clear()
-    assert list(run(None, 1, None, 2, None, 3)) == [(skip,) * 4] and calls == []  # a cleared image
+    assert list(run(None, None, 1, 2, 3)) == [(skip,) * 5] and calls == []  # a cleared image
+    assert list(run(image, key, 1, 2, 3)) == [(skip,) * 5] and calls == []  # the image the views already show
+    other = Image.new("RGB", (32, 32), "blue")
+    assert next(run(other, key, 1, 2, 3))[0] == tab.common.digest(other) and calls == ["a", "b"]
+
+
+def test_a_new_scene_brings_its_views_in_the_same_request(built):
+    """The 🎲 button sends the scene, its ground truth and every view of it from one request, the top of the page
+    first; the image's change event that follows (its value changed) finds them drawn and leaves them as they are."""
+    demo = built
+    api = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    scene, image = api["vit_scene"], api["vit_patches"].inputs[0]
+    changed = next(fn for fn in demo.fns.values() if (image._id, "change") in fn.targets)
+    assert [o._id for o in scene.outputs][2:] == [o._id for o in changed.outputs]  # after the image and the truth
+    assert [c._id for c in scene.inputs][1:] == [c._id for c in changed.inputs][1:]  # the seed instead of the image
+    values = [5, None] + [TIER if c.label == "Model tier" else c.value for c in changed.inputs[2:]]
+    top, *later = list(scene.fn(*values))
+    picture, truth, key = top[:3]
+    assert np.array_equal(np.asarray(picture), np.asarray(tab.new_scene(5)[0])) and "Ground truth" in truth
+    assert key == tab.common.digest(tab.common.user_image(picture))
+    skip = gr.skip()
+    assert len(later) == 3 and all(out[:3] == (skip, skip, skip) for out in later)  # the views that follow
+    assert all(v != skip for v in top[3:6]) and all(v != skip for v in later[-1][-4:])  # the cut first, relevance last
+    echo = list(changed.fn(picture, key, *values[2:]))  # the change event: the same picture, already drawn
+    assert echo == [(skip,) * len(changed.outputs)]
 
 
 def test_a_new_image_redraws_every_view_that_reads_it_in_one_request(built, scene):
@@ -349,15 +377,21 @@ def test_a_new_image_redraws_every_view_that_reads_it_in_one_request(built, scen
     assert len(changed) == 1 and changed[0].trigger_mode == "always_last"
     event = changed[0]
     views = ["vit_patches", "vit_layernorm", "vit_attention", "vit_trace", "vit_logit_lens", "vit_relevance"]
-    assert [o._id for o in event.outputs] == [o._id for name in views for o in api[name].outputs]
-    assert [c._id for c in event.inputs] == [c._id for name in views for c in api[name].inputs]
-    values = [scene if c is image else TIER if c.label == "Model tier" else c.value for c in event.inputs]
-    top, rest = list(event.fn(*values))
-    n_top = sum(len(api[name].outputs) for name in views[:3])
+    assert [o._id for o in event.outputs][1:] == [o._id for name in views for o in api[name].outputs]
+    assert [c._id for c in event.inputs][2:] == [c._id for name in views for c in api[name].inputs[1:]]
+    assert event.inputs[0] is image and event.inputs[1] is event.outputs[0]  # the digest of what the views show
+    values = [scene, None] + [TIER if c.label == "Model tier" else c.value for c in event.inputs[2:]]
+    (key, *cut), *later = list(event.fn(*values))  # from the top of the page down
+    assert key == tab.common.digest(tab.common.user_image(scene)) and all(out[0] == gr.skip() for out in later)
+    stages = [cut, *(out[1:] for out in later)]
+    ends = np.cumsum([len(api[name].outputs) for name in views])  # where each view's outputs end
     skip = gr.skip()
-    assert all(v != skip for v in top[:n_top]) and all(v == skip for v in rest[:n_top])
-    assert all(v == skip for v in top[n_top:]) and all(v != skip for v in rest[n_top:])
-    lens = rest[[o._id for o in event.outputs].index(api["vit_logit_lens"].outputs[0]._id)]
+    spans = [(0, ends[0]), (ends[0], ends[2]), (ends[2], ends[4]), (ends[4], ends[5])]  # 1; 4-5; 6-7; relevance
+    assert len(stages) == len(spans)
+    for stage, (start, end) in zip(stages, spans):
+        assert all(v != skip for v in stage[start:end]), "the stage's own views"
+        assert all(v == skip for v in stage[:start] + stage[end:]), "the others left as they are"
+    lens = stages[2][[o._id for o in event.outputs][1:].index(api["vit_logit_lens"].outputs[0]._id)]
     np.testing.assert_allclose(np.asarray(lens.data[0].z), np.asarray(tab.logit_lens(scene, TIER)[0].data[0].z))
 
 
