@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
@@ -25,6 +27,16 @@ def colormap(values: np.ndarray, vmin: float | None = None, vmax: float | None =
     return rgb.round().astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=4)
+def _enlarged(rgb: bytes, size: tuple[int, int], side: int) -> np.ndarray:
+    """An RGB picture (its bytes) resized to side x side (bicubic), float32, read-only: kept for the next few calls,
+    since a tab paints several maps over the same picture (a ViT scene gets five)."""
+    big = Image.frombytes("RGB", size, rgb).resize((side, side), Image.Resampling.BICUBIC)
+    base = np.asarray(big, dtype=np.float32)
+    base.flags.writeable = False
+    return base
+
+
 def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.75, side: int = 448) -> Image.Image:
     """Paint a coarse (g, g) heat map over `image` resized to side x side. Each cell stays a square (one patch, as the
     model sees it), and its opacity grows with its value, so the image shows through where attention is low.
@@ -33,7 +45,8 @@ def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.75, side: int
     are the cell's; both terms are worked out per cell and blown up to pixels once, so the picture costs two
     passes over its pixels instead of ten. When the cells tile the picture exactly (side a multiple of the grid), the
     blend runs block by block on a view of the image, without blowing the cells up at all (3x faster)."""
-    base = np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    base = _enlarged(rgb.tobytes(), rgb.size, side)
     h = np.asarray(heat, dtype=np.float64)
     h = (h - h.min()) / (h.max() - h.min() or 1.0)  # (g, g) in [0, 1]
     level = (h * 255).round() / 255  # the cell's value, as 8 bits

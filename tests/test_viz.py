@@ -36,3 +36,16 @@ def test_overlay_puts_each_cell_where_the_model_saw_it():
     top_right, bottom_left = out[:100, 300:].mean((0, 1)), out[300:, :100].mean((0, 1))
     np.testing.assert_allclose(top_right, 0.75 * viz.colormap(np.array([[1.0]]), 0, 1)[0, 0], atol=1)
     assert top_right.sum() > 300 and bottom_left.sum() < top_right.sum() / 3
+
+
+def test_overlays_of_one_picture_share_its_enlargement_and_nothing_else():
+    """The enlarged picture is kept for the next map over it (a palette picture as its RGB); each map is its own."""
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    first, second = rng.random((8, 8)), rng.random((8, 8))
+    a, b = viz.overlay(image, first), viz.overlay(image, second)
+    assert np.abs(np.asarray(b, dtype=np.float64) - _overlay_per_pixel(image, second, 0.75, 448)).max() <= 1
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(viz.overlay(image, first)))
+    palette = image.convert("P")
+    np.testing.assert_array_equal(np.asarray(viz.overlay(palette, first)),
+                                  np.asarray(viz.overlay(palette.convert("RGB"), first)))
