@@ -205,7 +205,7 @@ def test_the_main_actions_that_a_room_clicks_at_once_are_marked():
     marked = [vit.patches, vit.attention, clip.matrix, clip.zero_shot, blip.ask, blip.matching, diffusion.forward,
               diffusion.latent]
     assert all(getattr(fn, "deterministic", False) for fn in marked)
-    random_draws = [vit.new_scene, clip.new_batch, blip.new_scene, blip.caption, diffusion.new_scene]
+    random_draws = [vit.new_scene, clip.new_batch, clip.batch_matrix, blip.new_scene, blip.caption, diffusion.new_scene]
     assert not any(getattr(fn, "deterministic", False) for fn in random_draws)
 
 
