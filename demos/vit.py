@@ -709,7 +709,8 @@ def _all_views(stages: list[list[tuple[Callable, int, int]]]) -> Callable:
     total = sum(n_out for stage in stages for _, _, n_out in stage)
 
     def views(image, drawn, *controls):
-        key = None if image is None else common.digest(common.user_image(image))
+        picture = None if image is None else common.user_image(image)  # decoded once, for the digest and each view
+        key = None if picture is None else common.digest(picture)
         if key is None or key == drawn:
             yield (gr.skip(),) * (1 + total)
             return
@@ -718,7 +719,7 @@ def _all_views(stages: list[list[tuple[Callable, int, int]]]) -> Callable:
             out = [gr.skip()] * total
             for fn, n_in, n_out in stage:
                 try:
-                    result = fn(image, *controls[at_in:at_in + n_in])
+                    result = fn(picture, *controls[at_in:at_in + n_in])
                     out[at_out:at_out + n_out] = result if n_out > 1 else (result,)
                 except Exception as exc:  # reported once the other views are drawn
                     failure = failure or exc
