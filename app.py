@@ -63,7 +63,7 @@ PRESENT_JS = "() => document.body.classList.toggle('lab-present')"
 PRESENT_ON_LOAD_JS = ("() => { if (new URLSearchParams(location.search).has('present')) "
                       "document.body.classList.add('lab-present'); }")
 # Two page scripts, each saying why: Gradio re-sends every finished loading status on every status message, and
-# draws every Plotly figure twice.
+# draws every Plotly figure twice (and refits it), in view or not.
 HEAD = "".join(f'<script type="module">{(Path(__file__).parent / "demos" / name).read_text()}</script>'
                for name in ("status_registry.js", "plotly_once.js"))
 
@@ -229,7 +229,8 @@ def cheap_skips() -> None:
             predictions = list(predictions)
             for i, (block, value) in enumerate(zip(outputs, predictions)):
                 if isinstance(value, dict) and value == bare and not block.stateful:
-                    predictions[i], skipped = _Keywords.FINISHED_ITERATING, [*skipped, i]  # passed over as is
+                    predictions[i] = _Keywords.FINISHED_ITERATING  # Gradio passes this over; set back below
+                    skipped.append(i)
         data = await postprocess_data(self, block_fn, predictions, state)
         for i in skipped:
             data[i] = dict(bare)

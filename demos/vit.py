@@ -796,11 +796,11 @@ def _wire_views(ui: SimpleNamespace) -> None:
     stages = [reading[:1], reading[1:3], reading[3:5], reading[5:]]  # the cut (step 1), steps 4-5, 6-7, relevance
     every_view = _all_views([[(fn, len(i) - 1, len(o)) for fn, i, o in stage] for stage in stages])
     knobs = [c for _, inputs, _ in reading for c in inputs[1:]]  # each view's inputs after the image, in order
-    drawn = [ui.drawn, *(c for _, _, outputs in reading for c in outputs)]
-    ui.image.change(show(every_view, on_device=True), [ui.image, ui.drawn, *knobs], drawn, api_visibility="private",
+    shown = [ui.drawn, *(c for _, _, outputs in reading for c in outputs)]  # the digest, then every view
+    ui.image.change(show(every_view, on_device=True), [ui.image, ui.drawn, *knobs], shown, api_visibility="private",
                     **{**LIVE, "show_progress_on": [ui.image]})  # not over the views when it only finds them drawn
     gr.on([ui.scene_btn.click, ui.seed.submit], show(_with_scene(every_view), on_device=True),
-          [ui.seed, ui.drawn, *knobs], [ui.image, ui.truth, *drawn], api_name="vit_scene", **LIVE)
+          [ui.seed, ui.drawn, *knobs], [ui.image, ui.truth, *shown], api_name="vit_scene", **LIVE)
     # a control redraws what it changes and nothing else: a layer or head its map; a discard ratio both rollouts,
     # from one forward pass; a head fusion the relevance section's rollout, without the backward pass relevance needs
     gr.on([ui.layer.input, ui.head.input], show(attention_layer), [ui.image, ui.layer, ui.head, ui.discard, ui.tier],

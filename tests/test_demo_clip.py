@@ -91,12 +91,19 @@ def test_a_new_input_draws_s_and_the_loss_first_then_the_rest():
     assert {"Images, texts and the gap between them"} <= set().union(*map(labels, then)), "the gap follows too"
     batch = next(fn for fn in demo.fns.values() if fn.api_name == "clip_batch")
     assert [o._id for o in batch.outputs][2:] == [o._id for o in first.outputs], "a new batch brings its matrix"
+    gallery = batch.outputs[0]
+    echo = [fn for fn in demo.fns.values() if (gallery._id, "change") in fn.targets and drawn in fn.inputs]
+    assert len(echo) == 1 and [o._id for o in echo[0].outputs] == [o._id for o in first.outputs], \
+        "a gallery changed in the page gets its matrix, unless it is drawn already"
 
 
 def test_a_new_batch_brings_its_matrix_and_the_gallery_echo_leaves_it(batch):
     gallery, texts, fig_s, md, S, lines, plane, key = tab.batch_matrix(4, -1.5, TIER)
     assert len(gallery) == 4 and len(lines) == 4 and np.asarray(S).shape == (4, 4) and "τ" in md
-    assert fig_s.data[0].z is not None and key == tab.common.digest(tab._images(gallery), lines, TIER)
+    assert key == tab.common.digest(tab._images(gallery), lines, TIER)
+    *_, S_alone, _ = tab.matrix(gallery, texts, -1.5, TIER)  # the same batch's matrix, computed on its own
+    np.testing.assert_allclose(np.asarray(S), np.asarray(S_alone))
+    np.testing.assert_allclose(np.asarray(fig_s.data[0].z), np.asarray(S_alone))
     skip = gr.skip()
     assert tab.similarity(gallery, texts, -1.5, TIER, key) == (skip,) * 6  # the same inputs: drawn already
     assert tab.similarity(gallery, texts, -1.5, "bundled", key)[-1] != key  # another tier is another matrix
