@@ -356,7 +356,7 @@ def new_batch(n: float = 8, seed: float | None = None) -> tuple[list[tuple[Image
     if not 2 <= count <= MAX_IMAGES:
         raise ValueError(f"batch size must be in [2, {MAX_IMAGES}], got {n}")
     first = None if seed is None else int(seed)
-    scenes = common.random_scenes([None if first is None else first + i for i in range(count)])
+    scenes = [common.random_scene(None if first is None else first + i) for i in range(count)]
     return _numbered([img for img, _ in scenes]), "\n".join(shapes.caption(s) for _, s in scenes)
 
 

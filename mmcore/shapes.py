@@ -334,19 +334,24 @@ def _contour(obj: Obj, cx: float, cy: float, r: float) -> list[tuple[float, floa
     return [(cx + (px * c - py * s) * r, cy + (px * s + py * c) * r) for px, py in pts]
 
 
-def _draw(draw: ImageDraw.ImageDraw, obj: Obj, side: int, fill, *, filled: bool = False) -> None:
-    """Draw `obj` on a canvas of `side` pixels; `filled` fills outline-only shapes too (their masks)."""
+def _outline(obj: Obj, side: int) -> tuple[list[tuple[float, float]], float]:
+    """What `_draw` draws for `obj` on a canvas of `side` pixels: (its points, a width it may reach beyond them)."""
     cx, cy, r = obj.x * side, obj.y * side, obj.radius * side
     if obj.classic:
         if obj.shape == "circle":
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
-        else:
-            draw.polygon(_polygon(obj.shape, cx, cy, r, obj.angle), fill=fill)
-        return
+            return [(cx - r, cy - r), (cx + r, cy + r)], 0.0
+        return _polygon(obj.shape, cx, cy, r, obj.angle), 0.0
     pts = _contour(obj, cx, cy, r)
-    if obj.outline and not filled:
-        width = max(1.5 * _SUPERSAMPLE, obj.outline * r)  # at least 1.5 output pixels
-        draw.line([*pts, pts[0], pts[1]], fill=fill, width=round(width), joint="curve")
+    return pts, (round(max(1.5 * _SUPERSAMPLE, obj.outline * r)) if obj.outline else 0.0)
+
+
+def _draw(draw: ImageDraw.ImageDraw, obj: Obj, side: int, fill, *, filled: bool = False) -> None:
+    """Draw `obj` on a canvas of `side` pixels; `filled` fills outline-only shapes too (their masks)."""
+    pts, width = _outline(obj, side)
+    if obj.classic and obj.shape == "circle":
+        draw.ellipse([*pts[0], *pts[1]], fill=fill)
+    elif width and not filled:
+        draw.line([*pts, pts[0], pts[1]], fill=fill, width=width, joint="curve")  # at least 1.5 output pixels wide
     else:
         draw.polygon(pts, fill=fill)
 
@@ -354,16 +359,33 @@ def _draw(draw: ImageDraw.ImageDraw, obj: Obj, side: int, fill, *, filled: bool 
 _SUPERSAMPLE = 4  # draw at 4x and downsample with a box filter: cheap, exact anti-aliasing
 
 
+def _blocks(obj: Obj, size: int) -> tuple[int, int, int, int]:
+    """The output pixels (x0, y0, x1, y1) that `obj` can touch in an image of `size` pixels, one pixel to spare."""
+    pts, width = _outline(obj, size * _SUPERSAMPLE)
+    reach = width / 2 + _SUPERSAMPLE  # half a line, and one output pixel for the rasteriser's rounding
+    xs, ys = [x for x, _ in pts], [y for _, y in pts]
+    lo = (math.floor((min(xs) - reach) / _SUPERSAMPLE), math.floor((min(ys) - reach) / _SUPERSAMPLE))
+    hi = (math.ceil((max(xs) + reach) / _SUPERSAMPLE), math.ceil((max(ys) + reach) / _SUPERSAMPLE))
+    return max(lo[0], 0), max(lo[1], 0), min(hi[0], size), min(hi[1], size)
+
+
 def render(scene: Scene, size: int = 64) -> np.ndarray:
     """Render `scene` to an anti-aliased RGB image, (size, size, 3) uint8."""
     if not 8 <= size <= 1024:
         raise ValueError(f"size must be in [8, 1024] pixels, got {size}")
     big = size * _SUPERSAMPLE
-    img = Image.new("RGB", (big, big), scene.background)
-    draw = ImageDraw.Draw(img)
+    canvas = Image.new("RGB", (big, big), scene.background)
+    draw = ImageDraw.Draw(canvas)
     for obj in scene.objects:
         _draw(draw, obj, big, obj.fill)
-    img = img.resize((size, size), Image.Resampling.BOX)
+    # The box filter averages each 4 x 4 block on its own, and a block of background averages to the background: so
+    # only the blocks under an object are averaged, the same pixels as resizing the whole canvas, in a third the time.
+    img = Image.new("RGB", (size, size), scene.background)
+    for obj in scene.objects:
+        x0, y0, x1, y1 = _blocks(obj, size)
+        if x0 < x1 and y0 < y1:
+            box = tuple(v * _SUPERSAMPLE for v in (x0, y0, x1, y1))
+            img.paste(canvas.resize((x1 - x0, y1 - y0), Image.Resampling.BOX, box=box), (x0, y0))
     scale = size / 64  # the effects are specified at 64 px and scale with the image
     if scene.blur:
         img = img.filter(ImageFilter.GaussianBlur(scene.blur * scale))

@@ -15,7 +15,7 @@ from PIL import Image
 
 import mmcore.vit  # noqa: F401  (registers the vit family)
 from demos import common
-from mmcore import models, settings, shapes
+from mmcore import models, settings
 
 
 def test_every_figure_uses_the_small_transparent_template():
@@ -207,12 +207,6 @@ def test_the_main_actions_that_a_room_clicks_at_once_are_marked():
     assert all(getattr(fn, "deterministic", False) for fn in marked)
     random_draws = [vit.new_scene, clip.new_batch, clip.batch_matrix, blip.new_scene, blip.caption, diffusion.new_scene]
     assert not any(getattr(fn, "deterministic", False) for fn in random_draws)
-
-
-def test_random_scenes_are_drawn_as_one_at_a_time_would_draw_them():
-    drawn = common.random_scenes([3, 4, None], size=64)
-    assert [s.seed for _, s in drawn[:2]] == [common.random_scene(seed, 64)[1].seed for seed in (3, 4)]
-    assert all(np.array_equal(np.asarray(image), shapes.render(scene, 64)) for image, scene in drawn)
 
 
 # ------------------------------------------------------------------------------------- the device's own threads
