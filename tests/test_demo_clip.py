@@ -95,6 +95,8 @@ def test_a_new_input_draws_s_and_the_loss_first_then_the_rest():
     echo = [fn for fn in demo.fns.values() if (gallery._id, "change") in fn.targets and drawn in fn.inputs]
     assert len(echo) == 1 and [o._id for o in echo[0].outputs] == [o._id for o in first.outputs], \
         "a gallery changed in the page gets its matrix, unless it is drawn already"
+    for fn in (batch, echo[0]):  # the progress shows on the gallery: nothing flickers over the plots meanwhile
+        assert [block._id for block in fn.show_progress_on] == [gallery._id]
 
 
 def test_a_new_batch_brings_its_matrix_and_the_gallery_echo_leaves_it(batch):
