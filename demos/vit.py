@@ -799,8 +799,11 @@ def _wire_views(ui: SimpleNamespace) -> None:
     shown = [ui.drawn, *(c for _, _, outputs in reading for c in outputs)]  # the digest, then every view
     ui.image.change(show(every_view, on_device=True), [ui.image, ui.drawn, *knobs], shown, api_visibility="private",
                     **{**LIVE, "show_progress_on": [ui.image]})  # not over the views when it only finds them drawn
+    # a new scene shows its progress on the image, where it lands: a spinner over each of the 20 outputs costs the page
+    # its work at the click, and animates over views that are already drawn while the rest stream in
     gr.on([ui.scene_btn.click, ui.seed.submit], show(_with_scene(every_view), on_device=True),
-          [ui.seed, ui.drawn, *knobs], [ui.image, ui.truth, *shown], api_name="vit_scene", **LIVE)
+          [ui.seed, ui.drawn, *knobs], [ui.image, ui.truth, *shown], api_name="vit_scene",
+          **{**LIVE, "show_progress_on": [ui.image]})
     # a control redraws what it changes and nothing else: a layer or head its map; a discard ratio both rollouts,
     # from one forward pass; a head fusion the relevance section's rollout, without the backward pass relevance needs
     gr.on([ui.layer.input, ui.head.input], show(attention_layer), [ui.image, ui.layer, ui.head, ui.discard, ui.tier],

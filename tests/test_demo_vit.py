@@ -367,6 +367,8 @@ def test_a_new_scene_brings_its_views_in_the_same_request(built):
     assert all(v != skip for v in top[3:6]) and all(v != skip for v in later[-1][-4:])  # the cut first, relevance last
     echo = list(changed.fn(picture, key, *values[2:]))  # the change event: the same picture, already drawn
     assert echo == [(skip,) * len(changed.outputs)]
+    for fn in (scene, changed):  # the progress shows on the image: no spinner over the views it streams in
+        assert [block._id for block in fn.show_progress_on] == [image._id]
 
 
 def test_a_new_image_redraws_every_view_that_reads_it_in_one_request(built, scene):
