@@ -82,8 +82,10 @@ def main() -> None:
         rows = [(f"slider -> picture, {name}", bl.measure(page, "out", "slider", slider, args.repeats))
                 for name, slider in (("queued", "queued"), ("unqueued (queue=False)", "unqueued"),
                                      ("queued, minimal progress", "minimal"))]
+        shown = []
         rows.append(("button -> 8 x 8 Plotly heatmap drawn (settled)", bl.measure(page, "plot", "plot", "plot",
-                                                                                 args.repeats)))
+                                                                                 args.repeats, frames=shown)))
+        rows.append(("button -> that heatmap on screen (next frame)", shown))
         browser.close()
     demo.close()
     scripts = "with the lab's page scripts" if args.page_scripts else "as Gradio ships it"

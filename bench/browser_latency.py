@@ -12,7 +12,8 @@ what a click streams, its first output <= 150 ms and the whole <= 300 ms: a new 
 first, then every step's views down the page), a caption token by token (BLIP-2: its query maps <= 200 ms, maps and
 caption <= 300 ms); 20 denoising steps, every one streamed, <= 2 s to the final image. A Plotly figure out of view
 is drawn when it scrolls near (demos/plotly_once.js), so each clock runs with its output in view, as a person
-watching it would have it.
+watching it would have it. Each clock stops at the output's last change in the page; the browser paints it at the
+next frame, once the task that changed it is done, so the CLIP matrix also has rows to that frame ("on screen").
 """
 
 from __future__ import annotations
@@ -61,19 +62,25 @@ async ([id, kind, what]) => {
 SETTLE = """
 async (id, act) => {
   // Run act() (a click, an edit), then time until the plot in #id has been redrawn: the last change inside it, once
-  // nothing has changed for 400 ms (Plotly draws in several passes).
+  // nothing has changed for 400 ms (Plotly draws in several passes). Returns [ms to that change, ms to the first
+  // animation frame after it]: the browser paints only between tasks, so the screen shows the change at that frame.
   const root = document.querySelector(`#${id}`);
   root.scrollIntoView({block: 'center'});
-  let last = null;
-  const observer = new MutationObserver(() => { last = performance.now(); });
+  let last = null, frame = null;
+  const observer = new MutationObserver(() => {
+    const t = performance.now();
+    last = t;
+    frame = null;
+    requestAnimationFrame(() => { if (last === t) frame = performance.now(); });
+  });
   observer.observe(root, {childList: true, subtree: true, attributes: true, characterData: true});
   const t0 = performance.now();
   act();
   while (performance.now() - t0 < 30000) {
     await new Promise(r => setTimeout(r, 20));
-    if (last !== null && root.querySelector('.main-svg') && performance.now() - last > 400) {
+    if (last !== null && frame !== null && root.querySelector('.main-svg') && performance.now() - last > 400) {
       observer.disconnect();
-      return last - t0;
+      return [last - t0, frame - t0];
     }
   }
   observer.disconnect();
@@ -232,10 +239,12 @@ def caption_times(page, repeats: int, script: str = CAPTION_TIMES) -> tuple[list
     return first, whole
 
 
-def measure(page, elem_id: str, kind: str, what: str, repeats: int, before=None) -> list[float]:
+def measure(page, elem_id: str, kind: str, what: str, repeats: int, before=None,
+            frames: list[float] | None = None) -> list[float]:
     """ms from a click on the button labelled `what` (kind "click") or a one-step move of the slider #`what` (kind
     "slider") to a new, fully loaded image in #elem_id (kind "plot": a click, to the plot in #elem_id redrawn),
-    `repeats` times. `before()` runs untimed before each."""
+    `repeats` times. `before()` runs untimed before each. For a plot, `frames` collects the ms to the first animation
+    frame after the last change, when the screen shows it."""
     times = []
     for _ in range(repeats):
         if before:
@@ -244,6 +253,10 @@ def measure(page, elem_id: str, kind: str, what: str, repeats: int, before=None)
               else page.evaluate(ACT_AND_WAIT, [elem_id, kind, what]))
         if ms is None:
             raise RuntimeError(f"{elem_id} did not change within 30 s")
+        if kind == "plot":
+            ms, frame = ms
+            if frames is not None:
+                frames.append(frame)
         times.append(ms)
         page.wait_for_timeout(200)
     return times
@@ -318,9 +331,11 @@ def main_rows(page, repeats: int) -> list[tuple[str, float, list[float], float |
     page.locator("#clip-s .main-svg").first.wait_for(state="attached", timeout=60_000)
     page.wait_for_timeout(2000)
 
-    rows.append(("CLIP matrix of a new Shapes batch (🎲), S drawn",  # what the click runs: a fresh batch, its S
-                 p50(lambda: clip.batch_matrix(8, -2.0, "bundled"), 10)[0],
-                 measure(page, "clip-s", "plot", "🎲 Draw a random Shapes batch", repeats), 150))
+    shown = []  # the first frame after S is drawn: when the screen shows it
+    handler = p50(lambda: clip.batch_matrix(8, -2.0, "bundled"), 10)[0]  # what the click runs: a fresh batch, its S
+    rows += [("CLIP matrix of a new Shapes batch (🎲), S drawn", handler,
+              measure(page, "clip-s", "plot", "🎲 Draw a random Shapes batch", repeats, frames=shown), 150),
+             ("CLIP matrix of a new Shapes batch (🎲), S on screen", handler, shown, None)]
     page.wait_for_timeout(2000)
     gallery, texts = clip.new_batch(8, 5)
     images = [(im, None) for im, _ in gallery]
@@ -335,7 +350,9 @@ def main_rows(page, repeats: int) -> list[tuple[str, float, list[float], float |
             page.wait_for_timeout(200)
         if None in edits:
             raise RuntimeError(f"#{view} was not redrawn within 30 s of a caption edit")
-        rows.append((f"CLIP matrix after a caption edit, {name}", handler, edits, target))
+        rows.append((f"CLIP matrix after a caption edit, {name}", handler, [ms for ms, _ in edits], target))
+        if view == "clip-s":
+            rows.append(("CLIP matrix after a caption edit, S on screen", handler, [f for _, f in edits], None))
     return rows
 
 
