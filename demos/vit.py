@@ -10,7 +10,11 @@ them out, one function per step, and `_wire_*` connect them. All maths lives in 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -30,6 +34,7 @@ MOSAIC_SIDE = 440  # the position mosaic's side in pixels, about
 FILTER_COUNT = 28  # principal components of W_e shown, as in the ViT paper's figure 7
 LENS_TOP_K = 10  # a head with more classes than this (ImageNet's 1000) shows its final top-10 as lens columns
 PREDICTED = "predicted"  # the relevance view's default class: whatever the model predicts
+PASSES_KEPT = 4  # forward passes kept for the images seen last (see _forward): ViT-B/16's attentions are 22 MB each
 LIVE = common.LIVE
 DRAW_COLORS = ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in shapes.COLORS.values()]
 KNOWS = ("The **bundled ViT** knows six shapes (circle, square, triangle, diamond, star, hexagon) in any colour, "
@@ -290,16 +295,32 @@ def _distance_sentence(dist: np.ndarray, patch_size: int, uniform: float) -> str
             f"{dist.min():.0f}–{dist.max():.0f} px, and {global_heads} of {dist.size} sit nearer the global line.")
 
 
+_passes: OrderedDict[tuple, tuple[weakref.ref, SimpleNamespace]] = OrderedDict()  # see _forward
+_passes_lock = threading.Lock()
+
+
 def _forward(image, tier: str | None) -> SimpleNamespace:
     """One forward pass that keeps the attentions, and what the attention views draw on: the model (bundle), its dims
     (d), logits (1, classes), attentions L x (1, H, T, T) on the CPU in float32, and the image as the model sees it
-    (seen)."""
+    (seen); all of it only read. The last PASSES_KEPT passes are kept by the image's pixels and the model, so that a
+    layer, head, discard ratio or head fusion moved on the same image draws from its pass (a third of such a move's
+    handler time). A kept pass holds no reference to its model: one that was unloaded is not kept alive."""
     img = common.user_image(image)
     bundle = _bundle(tier)
+    key = hashlib.sha1(img.tobytes()).digest(), img.size, id(bundle)
+    with _passes_lock:
+        model, kept = _passes.get(key, (None, None))
+        if model is not None and model() is bundle:
+            _passes.move_to_end(key)
+            return SimpleNamespace(bundle=bundle, **vars(kept))
     d = V.dims(bundle.model.config)
     logits, atts = V.forward(bundle.model, bundle.pixel_values(img))
-    return SimpleNamespace(bundle=bundle, d=d, logits=logits, atts=[a.float().cpu() for a in atts],
-                           seen=V.square(img, d.image_size))
+    kept = SimpleNamespace(d=d, logits=logits, atts=[a.float().cpu() for a in atts], seen=V.square(img, d.image_size))
+    with _passes_lock:
+        _passes[key] = weakref.ref(bundle), kept
+        while len(_passes) > PASSES_KEPT:
+            _passes.popitem(last=False)
+    return SimpleNamespace(bundle=bundle, **vars(kept))
 
 
 def _attention_parts(f: SimpleNamespace, layer: float, head: str | None, discard_ratio: float,
@@ -539,12 +560,11 @@ def sync_controls(tier: str | None) -> tuple:
 # -------------------------------------------------------------------------------------------------------------- UI
 
 def _figure(caption: str, buttons: tuple[str, ...] = ("download", "fullscreen"), **kwargs) -> gr.Image:
-    """A picture the tab draws, under its caption (a label would cover the picture's corner): PNG (exact pixels for
-    maps), not editable, no share button."""
+    """A picture the tab draws, under its caption (a label would cover the picture's corner): shown only (see
+    common.picture), no share button."""
     with gr.Column():
         gr.Markdown(caption)
-        return gr.Image(label=caption.replace("*", ""), show_label=False, format="png", interactive=False,
-                        buttons=list(buttons), **kwargs)
+        return common.picture(label=caption.replace("*", ""), show_label=False, buttons=list(buttons), **kwargs)
 
 
 def _step(number: int, title: str, formula: str) -> None:

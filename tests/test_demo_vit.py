@@ -137,13 +137,32 @@ def test_attention_outputs(scene):
         tab.attention(scene, 0, "mean", 1.0, TIER)
 
 
-def test_attention_runs_the_model_once(scene, monkeypatch):
+def test_attention_runs_the_model_once_and_the_controls_reuse_its_pass(scene, monkeypatch):
     calls = []
     forward = tab.V.forward
     monkeypatch.setattr(tab.V, "forward", lambda *a: calls.append(1) or forward(*a))
     monkeypatch.setattr(tab.V, "predict", lambda *a, **k: pytest.fail("a second forward pass"))
+    monkeypatch.setattr(tab, "_passes", type(tab._passes)())
     tab.attention(scene, 0, "mean", 0.0, TIER)
     assert len(calls) == 1
+    # a layer, a discard ratio, a head fusion moved on the same image: no pass of their own, the same pictures
+    kept = tab.rollouts(scene, 1, "mean", 0.5, tab.PREDICTED, "max", TIER)
+    tab.attention_layer(scene, 1, "0", 0.0, TIER), tab.fused_rollout(scene, tab.PREDICTED, "min", 0.2, TIER)
+    assert len(calls) == 1
+    tab._passes.clear()
+    fresh = tab.rollouts(scene, 1, "mean", 0.5, tab.PREDICTED, "max", TIER)
+    assert len(calls) == 2 and kept[1:] == fresh[1:] and kept[0].tobytes() == fresh[0].tobytes()
+    assert kept[2].tobytes() == fresh[2].tobytes()
+    # another model (the bundled tier) or another image makes a pass of its own
+    tab.attention_layer(scene, 1, "mean", 0.0, "bundled")
+    assert len(calls) == 3 and tab._forward(scene, "bundled").d != tab._forward(scene, TIER).d and len(calls) == 3
+    others = [tab.new_scene(seed=20 + k)[0] for k in range(tab.PASSES_KEPT)]
+    for other in others:
+        tab.attention_layer(other, 1, "mean", 0.0, TIER)
+    assert len(calls) == 3 + tab.PASSES_KEPT
+    tab.attention_layer(others[-1], 0, "mean", 0.0, TIER)  # kept
+    tab.attention_layer(scene, 0, "mean", 0.0, TIER)  # the oldest, let go for the newer ones
+    assert len(calls) == 4 + tab.PASSES_KEPT
 
 
 def test_positions_and_clicked_patch(tiny_pretrained):
