@@ -8,7 +8,6 @@ import functools
 import hashlib
 import html
 import inspect
-import io
 import threading
 import time
 from collections import OrderedDict
@@ -138,40 +137,13 @@ def image_input(label: str = "Image", value: Image.Image | None = None) -> gr.Im
                     height=300, format="png")
 
 
-PICTURE_QUALITY = 95  # see picture
-
-
 def picture(**kwargs) -> gr.Image:
-    """An image output for a picture the page only shows (a map, an overlay), sent as a JPEG of quality 95 at full
-    colour resolution: no one can tell it from the PNG, and it is encoded in a ninth of the time, in two thirds of
-    the bytes (a 448 × 448 attention overlay: 0.9 ms and 11 KB, against 8.4 ms and 17 KB; two of them were a third
-    of a discard-ratio move's server time). Gradio's own JPEG is quality 75 with the colour at half resolution, which
-    blurs a map's colour edges. A picture that goes back into a model is not one of these: it stays PNG, exact.
-    (An instance's own postprocess, not a subclass: Gradio writes a .pyi stub beside any module that subclasses a
-    component.)"""
-    image = gr.Image(format="jpeg", interactive=False, **kwargs)
-    image.postprocess = functools.partial(_send_jpeg, image)
-    return image
-
-
-def _send_jpeg(image: gr.Image, value):
-    """What `picture`'s component sends for `value`: a PIL picture as our JPEG in Gradio's cache, anything else (a
-    path, None) as Gradio would."""
-    if not isinstance(value, Image.Image):
-        return type(image).postprocess(image, value)
-    from gradio.data_classes import ImageData
-    from gradio.processing_utils import hash_bytes
-
-    if value.mode != "RGB":  # JPEG has no alpha: flatten onto white, the page's background
-        rgba = value.convert("RGBA")
-        value = Image.new("RGB", rgba.size, "white")
-        value.paste(rgba, mask=rgba.getchannel("A"))
-    data = io.BytesIO()
-    value.save(data, "jpeg", quality=PICTURE_QUALITY, subsampling=0)  # 4:4:4: every pixel keeps its own colour
-    path = Path(image.GRADIO_CACHE) / hash_bytes(data.getvalue()) / "image.jpeg"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.getvalue())
-    return ImageData(path=str(path.resolve()), orig_name=path.name)
+    """An image output for a picture the page only shows (a map, an overlay), sent as JPEG: the app's image cache
+    writes it at quality 95 with full colour resolution (app.atomic_image_cache), which no one can tell from the PNG,
+    in a fifth of the time and two thirds of the bytes (a 448 × 448 attention overlay: 0.9 ms and 11 KB, against 5.1
+    ms and 23 KB; two of them were a third of a discard-ratio move's server time). A picture that goes back into a
+    model is not one of these: it stays PNG, exact."""
+    return gr.Image(format="jpeg", interactive=False, **kwargs)
 
 
 def _paths(value) -> list[str]:

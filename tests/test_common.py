@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -284,24 +283,3 @@ def test_an_unqueued_model_handler_runs_where_it_is_called():
     assert wrapped.on_device and not wrapped.device_threads
     assert common.show_errors(replay).device_threads
 
-
-def test_a_picture_is_sent_as_a_jpeg_a_person_cannot_tell_from_the_png(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    rng = np.random.default_rng(0)
-    cells = Image.fromarray(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)).resize((448, 448), Image.NEAREST)
-    picture = common.picture(label="map")
-    assert type(picture) is gr.Image and not picture.interactive  # the page's own Image component draws it
-    sent = picture.postprocess(cells)
-    path = Path(sent.path)
-    assert path.is_relative_to(tmp_path) and path.is_file() and path.suffix == ".jpeg" == Path(sent.orig_name).suffix
-    with Image.open(path) as back:
-        assert back.format == "JPEG"
-        error = np.abs(np.asarray(back, dtype=int) - np.asarray(cells, dtype=int))  # (448, 448, 3)
-    # every colour edge kept: Gradio's own JPEG (quality 75, colour at half resolution) is 135 levels off at edges
-    assert error.max() <= 2 and error.mean() < 0.5
-    rgba = Image.new("RGBA", (16, 16), (255, 0, 0, 0))
-    rgba.paste((0, 0, 255, 255), (0, 0, 8, 16))
-    with Image.open(picture.postprocess(rgba).path) as back:  # no alpha in a JPEG: flattened onto white
-        assert back.mode == "RGB" and back.getpixel((12, 8)) == (255, 255, 255)
-        assert np.abs(np.subtract(back.getpixel((3, 8)), (0, 0, 255))).max() <= 2
-    assert picture.postprocess(None) is None
