@@ -309,6 +309,15 @@ def build() -> gr.Blocks:
     return demo
 
 
+def no_event_summaries() -> None:
+    """Gradio 6.31's queue, after every event, rebuilds a summary of all the events it has run (a pandas table of up
+    to 10,000 of them, grouped by function, with percentiles) for its monitoring page, which this app does not open:
+    8 ms of the server's CPU per event at first, 27 ms once a lesson has filled the table, and a new CLIP batch runs
+    five events. Only a queue made after this call is spared (GRADIO_ANALYTICS_CACHE_FREQUENCY: rebuild after this
+    many events); a value already set is kept."""
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(2**62))
+
+
 def serve(host: str | None = None, port: int | None = None, share: bool = False, block: bool = True) -> gr.Blocks:
     """Build, launch with the configured limits (host and port: from the settings when None), then load models in
     the background. Returns the running app; with `block`, returns only after SIGINT or SIGTERM has closed it."""
@@ -317,6 +326,7 @@ def serve(host: str | None = None, port: int | None = None, share: bool = False,
     if models.pick_device(cfg).type == "cpu":  # the model calls that run at once share the cores, one thread each
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.device_concurrency))
     demo = build()
+    no_event_summaries()
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=not block,
                 max_threads=cfg.threads, max_file_size=f"{cfg.max_upload_mb}mb", allowed_paths=[str(models.ASSETS)],

@@ -361,3 +361,20 @@ def test_a_picture_is_sent_as_a_jpeg_a_person_cannot_tell_from_the_png(tmp_path,
         assert back.mode == "RGB" and back.getpixel((12, 8)) == (255, 255, 255)
         assert np.abs(np.subtract(back.getpixel((3, 8)), (0, 0, 255))).max() <= 2
     assert picture.postprocess(None) is None
+
+
+def test_the_queue_builds_no_summary_of_past_events(monkeypatch):
+    from gradio import queueing
+
+    import app
+
+    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
+    monkeypatch.setattr(queueing.Queue, "_get_df", lambda records: pytest.fail("a summary of past events was built"))
+    app.no_event_summaries()
+    with gr.Blocks() as demo:
+        gr.Button().click(lambda: None)
+    demo.queue()
+    queue = demo._queue
+    records = [{"time": 0.0, "status": "success", "function": "f", "process_time": 0.01}] * 10_000
+    queue.events_recorded = 10_000  # a lesson's worth of events
+    assert queue.compute_analytics_summary(records) == {"functions": {}}
