@@ -378,3 +378,28 @@ def test_the_queue_builds_no_summary_of_past_events(monkeypatch):
     records = [{"time": 0.0, "status": "success", "function": "f", "process_time": 0.01}] * 10_000
     queue.events_recorded = 10_000  # a lesson's worth of events
     assert queue.compute_analytics_summary(records) == {"functions": {}}
+
+
+def test_the_static_file_check_resolves_a_file_once_and_answers_as_gradio_does(tmp_path, monkeypatch):
+    from gradio import utils
+    from gradio.data_classes import FileData, _StaticFiles
+
+    import app
+
+    app.quick_static_check()
+    original = utils.is_static_file.original
+    (tmp_path / "static").mkdir()
+    icon, inside, other = tmp_path / "icon.svg", tmp_path / "static" / "a.png", tmp_path / "b.png"
+    for f in (icon, inside, other):
+        f.write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(inside)
+    monkeypatch.setattr(_StaticFiles, "all_paths", [])
+    utils.set_static_paths([icon, tmp_path / "static"])
+    cases = [str(icon), icon, str(inside), str(other), other, str(tmp_path / "link.png"), str(tmp_path / "gone.png"),
+             f"{tmp_path}/static/../b.png", FileData(path=str(inside)), FileData(path=str(other)), None, 3]
+    assert [utils.is_static_file(c) for c in cases] == [original(c) for c in cases] == [
+        True, True, True, False, False, True, False, False, True, False, False, False]
+    resolved = []
+    resolve = type(tmp_path).resolve
+    monkeypatch.setattr(type(tmp_path), "resolve", lambda self, *a: resolved.append(self) or resolve(self, *a))
+    assert utils.is_static_file(str(other)) is False and len(resolved) == 1  # Gradio's: 1 + 2 per static path
