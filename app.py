@@ -89,7 +89,8 @@ def banner() -> tuple[str, str, gr.Timer]:
 
 
 def warm_up() -> None:
-    """Resolve each family's default tier and load it, so the first click is fast. Failures show in the banner."""
+    """Resolve each family's default tier and load it, and draw the first random scenes ahead, so the first click is
+    fast. Failures show in the banner."""
     for family in FAMILIES:
         try:
             common.load(family, None, wait=None)
@@ -99,6 +100,7 @@ def warm_up() -> None:
         denoise.warm_compiled()
     except Exception as exc:  # then the first click pays for the compile
         print(f"[warm-up] compiling the diffusion loop: {exc}", flush=True)
+    clip_tab.DECK.refill()  # the first random batch too is drawn ahead
 
 
 def atomic_image_cache() -> None:

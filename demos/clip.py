@@ -350,14 +350,28 @@ def editable(table, temperature_value: float) -> tuple[go.Figure, go.Figure, str
 
 # ------------------------------------------------------------------------------------ step 3: the live B × B matrix
 
-def new_batch(n: float = 8, seed: float | None = None) -> tuple[list[tuple[Image.Image, str]], str]:
-    """n fresh Shapes scenes (test split), captioned I1…In, and their true captions, one per line, in order."""
+DECK = common.SceneDeck(stock=MAX_IMAGES)  # a random batch's scenes, drawn ahead
+
+
+def _draw_batch(n: float, seed: float | None) -> tuple[list[Image.Image], list, str]:
+    """n fresh Shapes scenes (test split), from `seed` on or random (from the deck): (their pictures, what the gallery
+    shows for them, their true captions, one per line, in order)."""
     count = int(n) if n is not None and math.isfinite(float(n)) else 8
     if not 2 <= count <= MAX_IMAGES:
         raise ValueError(f"batch size must be in [2, {MAX_IMAGES}], got {n}")
-    first = None if seed is None else int(seed)
-    scenes = [common.random_scene(None if first is None else first + i) for i in range(count)]
-    return _numbered([img for img, _ in scenes]), "\n".join(shapes.caption(s) for _, s in scenes)
+    if seed is None:  # the deck's pictures are in the cache already: the gallery sends their files
+        images, scenes, shown = zip(*DECK.take(count))
+    else:
+        images, scenes = zip(*(common.random_scene(int(seed) + i) for i in range(count)))
+        shown = images
+    return list(images), list(shown), "\n".join(shapes.caption(s) for s in scenes)
+
+
+def new_batch(n: float = 8, seed: float | None = None) -> tuple[list[tuple[Image.Image | str, str]], str]:
+    """n fresh Shapes scenes (test split), captioned I1…In (pictures, or the files of random ones), and their true
+    captions, one per line, in order."""
+    _, shown, texts = _draw_batch(n, seed)
+    return _numbered(shown), texts
 
 
 def sample_photos() -> tuple[list[tuple[str, str]], str]:
@@ -437,10 +451,10 @@ def similarity(gallery, texts: str, log_tau: float | None, tier: str | None = No
 
 
 def batch_matrix(n: float, log_tau: float | None, tier: str | None = None):
-    """A new Shapes batch and its matrix in one request: (the gallery, its true captions, then what `similarity`
-    returns for them). The gallery's change event that follows finds the matrix drawn and leaves it."""
-    gallery, texts = new_batch(n)
-    return gallery, texts, *similarity(gallery, texts, log_tau, tier)
+    """A new random Shapes batch and its matrix in one request: (the gallery, its true captions, then what
+    `similarity` returns for them). The gallery's change event that follows finds the matrix drawn and leaves it."""
+    images, shown, texts = _draw_batch(n, None)
+    return _numbered(shown), texts, *similarity(_numbered(images), texts, log_tau, tier)
 
 
 def views(S: list, lines: list[str], plane: dict, log_tau: float | None, tier: str | None = None):

@@ -10,7 +10,7 @@ import html
 import inspect
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -129,6 +129,67 @@ def random_scene(seed: float | None = None, size: int = 256, **scene_kwargs) -> 
     return Image.fromarray(shapes.render(scene, size)), scene
 
 
+def cached_png(image: Image.Image) -> str:
+    """`image` as a PNG in Gradio's cache, where an output picture goes (the app writes it once, atomically): its
+    path, which a gallery or an image output then sends as it is."""
+    from gradio import processing_utils
+    from gradio.utils import get_upload_folder
+
+    return processing_utils.save_pil_to_cache(image, cache_dir=get_upload_folder(), format="png")
+
+
+class SceneDeck:
+    """Fresh test-split scenes drawn ahead of time, each with its PNG in Gradio's cache, for the clicks that ask for
+    random scenes: a click takes them instead of drawing them, and a background thread draws the deck full again
+    when the server is quiet (no model call for `quiet_s`; it stops between two scenes while one runs). Drawing and
+    encoding eight scenes was half of a new CLIP batch's handler. The scenes are as random as ones drawn at the
+    click; a deck that runs out (a room clicking at once) draws the rest on the spot, and a picture the cache sweep
+    deleted meanwhile is written again."""
+
+    def __init__(self, stock: int, size: int = 256, quiet_s: float = 0.3):
+        self.stock, self.size, self.quiet_s = stock, size, quiet_s
+        self._cards: deque[tuple[Image.Image, shapes.Scene, str]] = deque()
+        self._lock = threading.Lock()
+        self._filling = False
+
+    def _card(self, image: Image.Image, scene: shapes.Scene) -> tuple[Image.Image, shapes.Scene, str]:
+        return image, scene, cached_png(image)
+
+    def take(self, n: int) -> list[tuple[Image.Image, shapes.Scene, str]]:
+        """n random scenes: (image, scene, the path of its PNG in Gradio's cache) each."""
+        with self._lock:
+            cards = [self._cards.popleft() for _ in range(min(n, len(self._cards)))]
+        cards = [card if Path(card[2]).is_file() else self._card(*card[:2]) for card in cards]
+        cards += [self._card(*random_scene(None, self.size)) for _ in range(n - len(cards))]
+        self.refill()
+        return cards
+
+    def refill(self) -> None:
+        """Draw the deck full in the background, at the next quiet moment (unless that is under way already)."""
+        with self._lock:
+            if self._filling:
+                return
+            self._filling = True
+        threading.Thread(target=self._fill, name="scene-deck", daemon=True).start()
+
+    def _fill(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if len(self._cards) >= self.stock:
+                        self._filling = False
+                        return
+                while (idle := DEVICE_THREADS.idle_for()) < self.quiet_s:
+                    time.sleep(self.quiet_s - idle + 0.01)
+                card = self._card(*random_scene(None, self.size))
+                with self._lock:
+                    self._cards.append(card)
+        except BaseException:
+            with self._lock:
+                self._filling = False
+            raise
+
+
 def image_input(label: str = "Image", value: Image.Image | None = None) -> gr.Image:
     """An image input that hands the handler a file path, so that our own loader (mmcore.images) decodes it. What a
     handler puts there (a scene, a drawing) is sent as PNG: the exact pixels come back to the model, where Gradio's
@@ -244,6 +305,23 @@ class DeviceThreads:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._here = threading.local()
+        self._running, self._ended = 0, float("-inf")  # calls under way; when the last one ended (monotonic s)
+
+    def idle_for(self) -> float:
+        """Seconds since the last call ended (infinite before the first), or 0.0 while one runs: background work that
+        must not slow a request down (SceneDeck) waits for a quiet moment with it."""
+        with self._lock:
+            return 0.0 if self._running else time.monotonic() - self._ended
+
+    def _run(self, fn: Callable, *args, **kwargs):
+        with self._lock:
+            self._running += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._ended = time.monotonic()
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -260,7 +338,7 @@ class DeviceThreads:
         """fn(*args, **kwargs), run on one of these threads; returns its result or raises its exception."""
         if self.inside():
             return fn(*args, **kwargs)
-        return self._executor().submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
+        return self._executor().submit(contextvars.copy_context().run, self._run, fn, *args, **kwargs).result()
 
     def steps(self, stream):
         """A generator's items, each step of it run on one of these threads (in one context throughout)."""
@@ -269,7 +347,7 @@ class DeviceThreads:
             return
         context, end = contextvars.copy_context(), object()
         try:
-            while (item := self._executor().submit(context.run, next, stream, end).result()) is not end:
+            while (item := self._executor().submit(context.run, self._run, next, stream, end).result()) is not end:
                 yield item
         finally:  # a stream cancelled or abandoned halfway: close it where it ran
             self._executor().submit(context.run, stream.close).result()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 
 import mmcore.vit  # noqa: F401  (registers the vit family)
 from demos import common
-from mmcore import models, settings
+from mmcore import models, settings, shapes
 
 
 def test_every_figure_uses_the_small_transparent_template():
@@ -283,3 +284,54 @@ def test_an_unqueued_model_handler_runs_where_it_is_called():
     assert wrapped.on_device and not wrapped.device_threads
     assert common.show_errors(replay).device_threads
 
+
+
+def test_the_scene_deck_hands_out_scenes_drawn_ahead_and_draws_itself_full_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    deck = common.SceneDeck(stock=4, size=64, quiet_s=0.0)
+
+    def filled() -> list:
+        for _ in range(200):
+            if not deck._filling:
+                return list(deck._cards)
+            time.sleep(0.01)
+        pytest.fail("the deck was not drawn full again")
+
+    first = deck.take(3)  # an empty deck draws on the spot, then fills up behind
+    ahead = filled()
+    assert len(first) == 3 and len(ahead) == 4
+    for image, scene, path in first + ahead:
+        assert Path(path).is_relative_to(tmp_path) and image.size == (64, 64)
+        assert np.array_equal(np.asarray(Image.open(path)), np.asarray(image))  # the PNG is the picture, exactly
+        assert np.array_equal(np.asarray(image), shapes.render(scene, 64))
+    Path(ahead[0][2]).unlink()  # the cache sweep took one picture meanwhile
+    second = deck.take(5)  # the four drawn ahead, in order, and one more drawn on the spot
+    assert [c[1] for c in second[:4]] == [c[1] for c in ahead] and Path(second[0][2]).is_file()
+    assert len(filled()) == 4
+    scenes = [c[1] for c in first + second + deck.take(4)]
+    assert len({repr(s) for s in scenes}) == len(scenes) == 12  # every scene a new random draw
+    deck = common.SceneDeck(stock=3, size=64, quiet_s=0.0)
+    deck.refill()  # at start-up: the first click is served from the deck too
+    assert len(filled()) == 3
+
+
+def test_the_scene_deck_draws_only_while_no_model_call_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    release = threading.Event()
+    busy = threading.Thread(target=common.DEVICE_THREADS.call, args=(release.wait,))
+    busy.start()
+    for _ in range(200):
+        if common.DEVICE_THREADS.idle_for() == 0.0:
+            break
+        time.sleep(0.01)
+    deck = common.SceneDeck(stock=2, size=64, quiet_s=0.05)
+    assert len(deck.take(1)) == 1
+    time.sleep(0.3)
+    assert len(deck._cards) == 0 and deck._filling  # a request's model call runs: the deck waits
+    release.set()
+    busy.join()
+    for _ in range(200):
+        if not deck._filling:
+            break
+        time.sleep(0.01)
+    assert len(deck._cards) == 2 and common.DEVICE_THREADS.idle_for() > 0.05

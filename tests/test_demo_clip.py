@@ -3,6 +3,7 @@ wires them (live controls, a tab that opens computed)."""
 
 import math
 import re
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -102,7 +103,8 @@ def test_a_new_input_draws_s_and_the_loss_first_then_the_rest():
 def test_a_new_batch_brings_its_matrix_and_the_gallery_echo_leaves_it(batch):
     gallery, texts, fig_s, md, S, lines, plane, key = tab.batch_matrix(4, -1.5, TIER)
     assert len(gallery) == 4 and len(lines) == 4 and np.asarray(S).shape == (4, 4) and "τ" in md
-    assert key == tab.common.digest(tab._images(gallery), lines, TIER)
+    assert key == tab.common.digest(tab._images(gallery), lines, TIER)  # from the files the gallery sends
+    assert all(isinstance(item, str) and Path(item).is_file() for item, _ in gallery)  # drawn ahead, PNGs already
     *_, S_alone, _ = tab.matrix(gallery, texts, -1.5, TIER)  # the same batch's matrix, computed on its own
     np.testing.assert_allclose(np.asarray(S), np.asarray(S_alone))
     np.testing.assert_allclose(np.asarray(fig_s.data[0].z), np.asarray(S_alone))
