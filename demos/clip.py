@@ -152,30 +152,29 @@ def _display(*latex: str) -> str:
 def _heatmap(z: np.ndarray, title: str, rows: list[str], cols: list[str], hover_cols: list[str],
              zmin: float | None = None, zmax: float | None = None) -> go.Figure:
     """A heatmap with its values written in, the matched pairs (the diagonal of a square matrix) outlined in red.
-    Built by one constructor: each update_* call after it re-validates the figure, three times the cost. No colour
+    Built from dicts at once (common.figure): each update_* call after it would re-validate the figure. No colour
     bar: every cell has its value written in, and a bar pushes the margins, so the browser lays the figure out twice
     (a third of its drawing time)."""
     n_rows, n_cols = len(rows), len(cols)
     hover = np.array([[f"{r} × {c}" for c in hover_cols] for r in rows])  # (rows, cols)
-    traces = [go.Heatmap(z=z, x=list(range(n_cols)), y=list(range(n_rows)), zmin=zmin, zmax=zmax,
-                         colorscale="Viridis", showscale=False, texttemplate="%{z:.2f}", customdata=hover,
-                         hovertemplate="%{customdata}: %{z:.3f}<extra></extra>")]
+    traces = [{"type": "heatmap", "z": z, "x": list(range(n_cols)), "y": list(range(n_rows)), "zmin": zmin,
+               "zmax": zmax, "colorscale": common.VIRIDIS, "showscale": False, "texttemplate": "%{z:.2f}",
+               "customdata": hover, "hovertemplate": "%{customdata}: %{z:.3f}<extra></extra>"}]
     if n_rows == n_cols:
         xs, ys = [], []  # one trace outlines every matched pair (a layout shape each is 10x slower to build)
         for i in range(n_rows):
             xs += [i - 0.5, i + 0.5, i + 0.5, i - 0.5, i - 0.5, None]
             ys += [i - 0.5, i - 0.5, i + 0.5, i + 0.5, i - 0.5, None]
-        traces.append(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "red", "width": 2}, hoverinfo="skip",
-                                 showlegend=False))
+        traces.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "line": {"color": "red", "width": 2},
+                       "hoverinfo": "skip", "showlegend": False})
     # The labels are short (I1…I16, T1…T16), so the margins are fixed: measuring them (automargin) makes the browser
     # lay the figure out twice, a quarter of its drawing time.
-    layout = go.Layout(
-        xaxis={"tickvals": list(range(n_cols)), "ticktext": cols, "range": [-0.5, n_cols - 0.5], "showgrid": False,
-               "automargin": False},
-        yaxis={"tickvals": list(range(n_rows)), "ticktext": rows, "range": [n_rows - 0.5, -0.5], "showgrid": False,
-               "automargin": False},
-        title=title, height=360, margin={"l": 50, "r": 20, "t": 50, "b": 40})
-    return go.Figure(traces, layout)
+    return common.figure(traces, {
+        "xaxis": {"tickvals": list(range(n_cols)), "ticktext": cols, "range": [-0.5, n_cols - 0.5],
+                  "showgrid": False, "automargin": False},
+        "yaxis": {"tickvals": list(range(n_rows)), "ticktext": rows, "range": [n_rows - 0.5, -0.5],
+                  "showgrid": False, "automargin": False},
+        "title": {"text": title}, "height": 360, "margin": {"l": 50, "r": 20, "t": 50, "b": 40}})
 
 
 def _softmax_figures(S: np.ndarray, tau: float, hover: list[str]) -> tuple[go.Figure, go.Figure]:

@@ -246,18 +246,19 @@ def layernorm(image, layer: float, tier: str | None = None) -> go.Figure:
     for col, kind in ((1, "mean"), (2, "var")):
         for key, name, color in (("before", "x (input)", "#94a3b8"), ("hat", "x̂ = (x−μ)/√(σ²+ε)", "#6366f1"),
                                  ("after", "LN(x) = x̂·γ + β", "#f59e0b")):
-            traces.append(go.Scatter(x=tokens, y=stats[f"{kind}_{key}"], mode="lines", name=name,
-                                     line={"color": color}, legendgroup=key, showlegend=col == 1,
-                                     xaxis=f"x{col}", yaxis=f"y{col}"))
-    # two panels side by side, laid out by hand in one constructor (make_subplots costs 15 ms a figure)
+            traces.append({"type": "scatter", "x": tokens, "y": stats[f"{kind}_{key}"], "mode": "lines",
+                           "name": name, "line": {"color": color}, "legendgroup": key, "showlegend": col == 1,
+                           "xaxis": "x" if col == 1 else "x2", "yaxis": "y" if col == 1 else "y2"})
+    # two panels side by side, laid out by hand in one figure (make_subplots costs 15 ms a figure)
     titles = [{"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "xanchor": "center",
                "yanchor": "bottom", "showarrow": False} for text, x in (("per-token mean μ", 0.225),
                                                                         ("per-token variance σ²", 0.775))]
-    return go.Figure(traces, go.Layout(
-        xaxis={"domain": [0, 0.45], "title": "token (0 = CLS)"}, yaxis={"anchor": "x"},
-        xaxis2={"domain": [0.55, 1], "title": "token (0 = CLS)"}, yaxis2={"anchor": "x2"},
-        annotations=titles, title=f"LayerNorm before attention, block {li}", height=380,
-        margin={"l": 40, "r": 10, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.25, "yanchor": "top"}))
+    axis_title = {"text": "token (0 = CLS)"}
+    return common.figure(traces, {
+        "xaxis": {"domain": [0, 0.45], "title": axis_title}, "yaxis": {"anchor": "x"},
+        "xaxis2": {"domain": [0.55, 1], "title": axis_title}, "yaxis2": {"anchor": "x2"},
+        "annotations": titles, "title": {"text": f"LayerNorm before attention, block {li}"}, "height": 380,
+        "margin": {"l": 40, "r": 10, "t": 60, "b": 40}, "legend": {"orientation": "h", "y": -0.25, "yanchor": "top"}})
 
 
 # ------------------------------------------------------------------------------------ handlers: 5 · attention
@@ -273,16 +274,16 @@ def _distance_figure(dist: np.ndarray, patch_size: int, uniform: float) -> go.Fi
     """Mean attention distance per head and layer, with the two references as lines: one patch away (local) and
     uniform attention (global)."""
     layers = np.arange(dist.shape[0])
-    lines = [go.Scatter(x=[-0.4, dist.shape[0] - 0.6], y=[y, y], mode="lines", name=name, hoverinfo="name",
-                        line={"dash": dash, "color": "#64748b"})
+    lines = [{"type": "scatter", "x": [-0.4, dist.shape[0] - 0.6], "y": [y, y], "mode": "lines", "name": name,
+              "hoverinfo": "name", "line": {"dash": dash, "color": "#64748b"}}
              for y, name, dash in ((uniform, f"uniform attention, global: {uniform:.0f} px", "dash"),
                                    (patch_size, f"one patch away, local: {patch_size} px", "dot"))]
-    heads = [go.Scatter(x=layers, y=dist[:, h], mode="markers", name=f"head {h}", marker={"size": 9})
-             for h in range(dist.shape[1])]
-    return go.Figure(lines + heads, go.Layout(  # one constructor: each update_* call re-validates the figure
-        title="Mean attention distance per head", xaxis={"title": "layer", "dtick": 1},
-        yaxis={"title": "pixels", "range": [0, 1.1 * max(uniform, float(dist.max()))]}, height=400,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2, "yanchor": "top"}))
+    heads = [{"type": "scatter", "x": layers, "y": dist[:, h], "mode": "markers", "name": f"head {h}",
+              "marker": {"size": 9}} for h in range(dist.shape[1])]
+    return common.figure(lines + heads, {
+        "title": {"text": "Mean attention distance per head"}, "xaxis": {"title": {"text": "layer"}, "dtick": 1},
+        "yaxis": {"title": {"text": "pixels"}, "range": [0, 1.1 * max(uniform, float(dist.max()))]}, "height": 400,
+        "margin": {"l": 50, "r": 10, "t": 40, "b": 40}, "legend": {"orientation": "h", "y": -0.2, "yanchor": "top"}})
 
 
 def _distance_sentence(dist: np.ndarray, patch_size: int, uniform: float) -> str:
@@ -403,10 +404,11 @@ def trace(image, tier: str | None = None) -> tuple[list[list[str]], str]:
 # ------------------------------------------------------------------------------------ handlers: 7 · CLS -> head
 
 def _prediction_figure(top: list[tuple[str, float]], title: str, height: int = 300) -> go.Figure:
-    return go.Figure(go.Bar(x=[p for _, p in top][::-1], y=[lab for lab, _ in top][::-1], orientation="h",
-                            text=[f"{p:.1%}" for _, p in top][::-1], textposition="auto", marker_color="#6366f1"),
-                     go.Layout(title=title, xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
-                               height=height, margin={"l": 110, "r": 10, "t": 40, "b": 40}))
+    return common.figure(
+        [{"type": "bar", "x": [p for _, p in top][::-1], "y": [lab for lab, _ in top][::-1], "orientation": "h",
+          "text": [f"{p:.1%}" for _, p in top][::-1], "textposition": "auto", "marker": {"color": "#6366f1"}}],
+        {"title": {"text": title}, "xaxis": {"range": [0, 1], "tickformat": ".0%", "title": {"text": "probability"}},
+         "height": height, "margin": {"l": 110, "r": 10, "t": 40, "b": 40}})
 
 
 def logit_lens(image, tier: str | None = None) -> tuple[go.Figure, str]:
@@ -422,14 +424,14 @@ def logit_lens(image, tier: str | None = None) -> tuple[go.Figure, str]:
     z = probs[:, columns]  # (L, k)
     hover = np.array([[names[c] for c in columns]] * n_blocks)  # (L, k)
     # columns by position, named by tick: ImageNet repeats some labels ("crane" the bird and the machine)
-    fig = go.Figure(
-        go.Heatmap(z=z, y=[f"block {b}" for b in range(n_blocks)], zmin=0, zmax=1, colorscale="Viridis",
-                   texttemplate="%{z:.2f}", colorbar={"title": "p", "tickformat": ".0%"}, customdata=hover,
-                   hovertemplate="%{y}, %{customdata}: p = %{z:.3f}<extra></extra>"),
-        go.Layout(
-            xaxis={"tickvals": list(range(len(columns))), "ticktext": [names[c][:24] for c in columns]},
-            yaxis={"autorange": "reversed"}, title="Logit lens: head(LayerNorm(CLS after block l))",
-            height=140 + 40 * n_blocks, margin={"l": 70, "r": 10, "t": 40, "b": 90}))
+    fig = common.figure(
+        [{"type": "heatmap", "z": z, "y": [f"block {b}" for b in range(n_blocks)], "zmin": 0, "zmax": 1,
+          "colorscale": common.VIRIDIS, "texttemplate": "%{z:.2f}",
+          "colorbar": {"title": {"text": "p"}, "tickformat": ".0%"},
+          "customdata": hover, "hovertemplate": "%{y}, %{customdata}: p = %{z:.3f}<extra></extra>"}],
+        {"xaxis": {"tickvals": list(range(len(columns))), "ticktext": [names[c][:24] for c in columns]},
+         "yaxis": {"autorange": "reversed"}, "title": {"text": "Logit lens: head(LayerNorm(CLS after block l))"},
+         "height": 140 + 40 * n_blocks, "margin": {"l": 70, "r": 10, "t": 40, "b": 90}})
     top = probs.argmax(axis=1)  # (L,) the lens's answer after each block
     final = int(top[-1])
     settled = n_blocks - int(np.argmax(top[::-1] != final)) if (top != final).any() else 0

@@ -27,6 +27,23 @@ def no_shared_answers():
     common.ANSWERS.clear()
 
 
+@pytest.fixture(autouse=True)
+def validated_figures(monkeypatch):
+    """The figures a click builds from plain dicts, unvalidated (common.figure), are built validated as well in every
+    test, so that a misspelt or misplaced property fails the test that draws it."""
+    import plotly.graph_objects as go
+
+    from demos import common
+
+    build = common.figure
+
+    def figure(data: list[dict], layout: dict) -> go.Figure:
+        go.Figure({"data": data, "layout": layout})  # raises ValueError on a property Plotly does not know
+        return build(data, layout)
+
+    monkeypatch.setattr(common, "figure", figure)
+
+
 class FakeHub:
     """A hub that answers from a set of cached families, and is reachable or not."""
 

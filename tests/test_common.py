@@ -335,3 +335,14 @@ def test_the_scene_deck_draws_only_while_no_model_call_runs(tmp_path, monkeypatc
             break
         time.sleep(0.01)
     assert len(deck._cards) == 2 and common.DEVICE_THREADS.idle_for() > 0.05
+
+
+def test_a_figure_from_dicts_is_the_figure_validation_would_build():
+    data = [{"type": "heatmap", "z": np.arange(6.0).reshape(2, 3), "colorscale": common.VIRIDIS,
+             "texttemplate": "%{z:.1f}"}, {"type": "scatter", "x": [0, 1], "y": [1, 0], "mode": "lines"}]
+    layout = {"title": {"text": "t"}, "xaxis": {"title": {"text": "x"}, "range": [0, 2]}, "height": 300}
+    fig = common.figure(data, layout)
+    assert json.loads(fig.to_json()) == json.loads(go.Figure({"data": data, "layout": layout}).to_json())
+    assert json.loads(fig.to_json())["layout"]["template"] == json.loads(go.Figure().to_json())["layout"]["template"]
+    with pytest.raises(ValueError, match="hovertemplat"):  # in the tests, a misspelt property fails (conftest.py)
+        common.figure([{"type": "scatter", "x": [0], "hovertemplat": "%{x}"}], {})
