@@ -276,8 +276,7 @@ def build_forward() -> None:
                         "β_start and β_end.")
             t = gr.Slider(0, 1000, value=250, step=1, label="t", elem_id="diffusion-t")
     with gr.Row():
-        xt_img = gr.Image(label="x_t (closed form)", format="png", interactive=False, height=300,
-                          elem_id="diffusion-xt")
+        xt_img = common.picture(label="x_t (closed form)", height=300, elem_id="diffusion-xt")
         hist = gr.Plot(label="Pixel values")
     xt_note = gr.Markdown()
     curve_plot = gr.Plot(label="Schedules")
@@ -290,17 +289,16 @@ def build_forward() -> None:
         step100 = gr.Button("⏩ 100 steps")
         reset = gr.Button("↺ restart")
     with gr.Row():
-        chain_img = gr.Image(label="Chain: x_t from x_(t−1), one step at a time", format="png", interactive=False,
-                             height=300, elem_id="diffusion-chain")
-        jump_img = gr.Image(label="Closed form: x_t from x₀ in one jump", format="png", interactive=False,
-                            height=300, elem_id="diffusion-jump")
+        chain_img = common.picture(label="Chain: x_t from x_(t−1), one step at a time", height=300,
+                                   elem_id="diffusion-chain")
+        jump_img = common.picture(label="Closed form: x_t from x₀ in one jump", height=300, elem_id="diffusion-jump")
     chain_note = gr.Markdown()
 
     gr.Markdown("### A strip of x_t")
     with gr.Row():
         timesteps = gr.Textbox(value="0, 10, 50, 100, 250, 500, 750, 1000", label="t values (up to 10)", scale=3)
         strip_btn = gr.Button("Draw the strip", scale=1)
-    strip_img = gr.Image(label="x_t at the chosen t", format="png", interactive=False)
+    strip_img = common.picture(label="x_t at the chosen t")
 
     gr.Markdown("### Pixel space against latent space\n"
                 "Latent diffusion runs the same process on a VAE's latent z = Encoder(x) and decodes at the end, "
@@ -311,15 +309,12 @@ def build_forward() -> None:
         latent_btn = gr.Button("🧬 Encode, noise, decode", variant="primary")
     latent_note = gr.Markdown()
     with gr.Row():
-        latent_img = gr.Image(label="Latent channels z (blue < 0 < yellow)", format="png", interactive=False)
+        latent_img = common.picture(label="Latent channels z (blue < 0 < yellow)")
     with gr.Row():
-        rec_img = gr.Image(label="Decoder(Encoder(x))", format="png", interactive=False, height=280,
-                           elem_id="diffusion-recon")
-        err_img = gr.Image(label="|error| per pixel", format="png", interactive=False, height=280)
-        pix_img = gr.Image(label="noise at t in pixel space", format="png", interactive=False, height=280,
-                           elem_id="diffusion-pixnoise")
-        lat_img = gr.Image(label="noise at t in latent space, decoded", format="png", interactive=False,
-                           height=280)
+        rec_img = common.picture(label="Decoder(Encoder(x))", height=280, elem_id="diffusion-recon")
+        err_img = common.picture(label="|error| per pixel", height=280)
+        pix_img = common.picture(label="noise at t in pixel space", height=280, elem_id="diffusion-pixnoise")
+        lat_img = common.picture(label="noise at t in latent space, decoded", height=280)
 
     ui = common.show_errors
     params = [schedule, beta_start, beta_end, T]
