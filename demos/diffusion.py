@@ -339,7 +339,8 @@ def build_forward() -> None:
     strip_btn.click(ui(strip), [image, *params, timesteps, seed], [strip_img], api_name="diffusion_strip")
     autoencoder.change(common.tier_radio, [autoencoder], [tier], api_visibility="private", queue=False)  # its tiers
     latent_btn.click(ui(latent), [image, autoencoder, tier, *params, t, seed],
-                     [latent_img, rec_img, err_img, pix_img, lat_img, latent_note], api_name="diffusion_latent")
+                     [latent_img, rec_img, err_img, pix_img, lat_img, latent_note], api_name="diffusion_latent",
+                     show_progress="minimal", show_progress_on=[latent_img])
     # open computed; pure maths, so the page's first pictures never wait behind other tabs' model events in the queue
     maths = {"api_visibility": "private", "queue": False}
     common.on_load(ui(forward), [image, *params, t, seed], [xt_img, xt_note], **maths).then(
