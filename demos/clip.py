@@ -456,21 +456,6 @@ def batch_matrix(n: float, log_tau: float | None, tier: str | None = None):
     return _numbered(shown), texts, *similarity(_numbered(images), texts, log_tau, tier)
 
 
-def paint_first(fn, later: tuple[int, ...]):
-    """`fn`, for an event, as a stream of two messages: its outputs except those at the indices `later`, then those.
-    The page handles each message in a task of its own and paints between them, so the first part reaches the screen
-    before the work that the later outputs set off there (a new gallery's change events, a new `drawn`'s views, each
-    with Gradio's bookkeeping), which would otherwise hold the paint back."""
-
-    @functools.wraps(fn)
-    def stream(*args):
-        out = fn(*args)
-        yield tuple(gr.skip() if i in later else v for i, v in enumerate(out))
-        yield tuple(v if i in later else gr.skip() for i, v in enumerate(out))
-
-    return stream
-
-
 def views(S: list, lines: list[str], plane: dict, log_tau: float | None, tier: str | None = None):
     """The rest of the matrix, from what `similarity` kept: (the shapes walk-through of step 1, row softmax, column
     softmax, PCA map of the shared space). A None log_tau uses the model's own τ."""
@@ -833,13 +818,9 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
     views_io = ([s_state, texts_state, plane_state, log_tau, tier], [walk_md, fig_r, fig_c, pca])
     tau_io = ([s_state, texts_state, log_tau], [fig_r, fig_c, loss_md])  # τ leaves S itself as it is
     # a new batch shows its progress on the gallery, where the new images land: a spinner over each of its 8 outputs
-    # costs the page its work at the click (the main thread's 30-40 ms there became 15-20), and flickers over S. Its
-    # matrix comes first and the gallery (and `drawn`) a message later, so the gallery's two change events and the
-    # views no longer hold back S's paint (12 clicks each way, interleaved: S drawn at 116 ms and on screen at 131,
-    # where it was 133 and 202)
-    batch_btn.click(paint_first(ui(batch_matrix), later=(0, 7)), [batch_n, log_tau, tier],
-                    [gallery, texts, *similarity_io[1]], api_name="clip_batch", show_progress="minimal",
-                    show_progress_on=[gallery])
+    # costs the page its work at the click (the main thread's 30-40 ms there became 15-20), and flickers over S
+    batch_btn.click(ui(batch_matrix), [batch_n, log_tau, tier], [gallery, texts, *similarity_io[1]],
+                    api_name="clip_batch", show_progress="minimal", show_progress_on=[gallery])
     photos_btn.click(ui(sample_photos), None, [gallery, texts], api_name="clip_samples")
     gallery.upload(number_gallery, [gallery], [gallery], **PRIVATE, queue=False)
     texts.input(ui(similarity), *similarity_io, api_name="clip_matrix", **LIVE)

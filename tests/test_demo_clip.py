@@ -411,23 +411,3 @@ def test_the_rest_of_the_matrix_refuses_damaged_kept_values_with_a_sentence():
     walk, r_fig, _, pca = tab.views(S, lines, plane, -2, "bundled")
     np.testing.assert_allclose(np.asarray(r_fig.data[0].z).sum(1), 1.0, atol=1e-9)
     np.testing.assert_allclose(np.asarray(pca.data[-1].x), [0.0, 0.2])  # the texts' markers, where they were kept
-
-
-def test_a_new_batch_sends_its_matrix_first_and_its_gallery_a_message_later(request):
-    """The 🎲 event streams two messages: S, the loss and what they keep first; then the gallery and `drawn`, whose
-    change events (the echo, the ranking, the views) the page would otherwise run before it paints S."""
-    with gr.Blocks() as demo:
-        tab.build()  # with the catalogue as shipped; then the tiny stand-ins
-    request.getfixturevalue("tiny_pretrained")
-    batch = next(fn for fn in demo.fns.values() if fn.api_name == "clip_batch")
-    assert getattr(batch.fn, "on_device", False)  # still a model call, in the device group
-    first, later = list(batch.fn(4, -1.5, TIER))
-    skip = gr.skip()
-    names = ["gallery", "texts", "S", "loss", "S kept", "texts kept", "plane", "drawn"]
-    assert [n for n, v in zip(names, first) if v == skip] == ["gallery", "drawn"]
-    assert [n for n, v in zip(names, later) if v != skip] == ["gallery", "drawn"]
-    gallery, drawn = later[0], later[7]
-    assert len(gallery) == 4 and all(Path(item).is_file() for item, _ in gallery)
-    assert first[2].data[0].z.shape == (4, 4) and "τ" in first[3] and len(first[5]) == 4
-    assert drawn == tab.common.digest(tab._images(gallery), first[5], TIER)  # the matrix of these very images
-    np.testing.assert_allclose(np.asarray(first[2].data[0].z), np.asarray(first[4]))
