@@ -76,32 +76,44 @@ def test_the_page_draws_s_and_the_loss_first_and_the_rest_from_what_they_kept(ba
 
 
 def test_a_new_input_draws_s_and_the_loss_first_then_the_rest():
-    """S and the loss come first; the softmaxes and the PCA map follow each new matrix (the digest it was computed
-    from changes), not each event: the gallery's change after a new batch, which brought its matrix, draws nothing."""
+    """S and the loss come first; the softmaxes, the PCA map and the gap follow each new matrix (the digest it was
+    computed from changes), not each event. A new batch's gallery and digest come a message after its matrix, so that
+    their change events do not hold back S's paint, and the gallery's change then finds the matrix drawn."""
     with gr.Blocks() as demo:
         tab.build()
-    first = next(fn for fn in demo.fns.values() if fn.api_name == "clip_matrix")
+    fns = list(demo.fns.values())
+    first = next(fn for fn in fns if fn.api_name == "clip_matrix")
     labels = lambda fn: {getattr(o, "label", None) or getattr(o, "elem_id", None) for o in fn.outputs}  # noqa: E731
     assert {"Cosine similarity S", "clip-loss"} <= labels(first)
     assert not {"Row softmax: image → text", "The shared space (PCA)"} & labels(first), "S first, alone"
     drawn = first.outputs[-1]
     assert isinstance(drawn, gr.State) and first.inputs[-1] is drawn
-    then = [fn for fn in demo.fns.values() if (drawn._id, "change") in fn.targets]
+    then = [fn for fn in fns if (drawn._id, "change") in fn.targets]
     rest = next(fn for fn in then if "The shared space (PCA)" in labels(fn))
     assert {"Row softmax: image → text", "Column softmax: text → image", "The shared space (PCA)"} <= labels(rest)
     assert {"Images, texts and the gap between them"} <= set().union(*map(labels, then)), "the gap follows too"
-    batch = next(fn for fn in demo.fns.values() if fn.api_name == "clip_batch")
-    assert [o._id for o in batch.outputs][2:] == [o._id for o in first.outputs], "a new batch brings its matrix"
-    gallery = batch.outputs[0]
-    echo = [fn for fn in demo.fns.values() if (gallery._id, "change") in fn.targets and drawn in fn.inputs]
-    assert len(echo) == 1 and [o._id for o in echo[0].outputs] == [o._id for o in first.outputs], \
+    batch = next(fn for fn in fns if fn.api_name == "clip_batch")
+    ids = lambda blocks: [b._id for b in blocks]  # noqa: E731
+    assert ids(batch.outputs)[1:-1] == ids(first.outputs)[:-1], "a new batch brings its matrix"
+    handed = batch.outputs[-1]
+    assert isinstance(handed, gr.State) and handed is not drawn
+    [second] = [fn for fn in fns if fn.trigger_after == batch._id and fn.trigger_only_on_success]
+    gallery = second.outputs[0]
+    assert second.fn is tab.hand_over and second.inputs == [handed] and ids(second.outputs) == ids([gallery, drawn,
+                                                                                                     handed])
+    assert isinstance(gallery, gr.Gallery) and gallery not in batch.outputs, "the gallery a message later"
+    assert not any((o._id, "change") in fn.targets for fn in fns for o in batch.outputs), "nothing follows S at once"
+    echo = [fn for fn in fns if (gallery._id, "change") in fn.targets and drawn in fn.inputs]
+    assert len(echo) == 1 and ids(echo[0].outputs) == ids(first.outputs), \
         "a gallery changed in the page gets its matrix, unless it is drawn already"
     for fn in (batch, echo[0]):  # the progress shows on the gallery: nothing flickers over the plots meanwhile
         assert [block._id for block in fn.show_progress_on] == [gallery._id]
 
 
 def test_a_new_batch_brings_its_matrix_and_the_gallery_echo_leaves_it(batch):
-    gallery, texts, fig_s, md, S, lines, plane, key = tab.batch_matrix(4, -1.5, TIER)
+    texts, fig_s, md, S, lines, plane, handed = tab.batch_matrix(4, -1.5, TIER)
+    gallery, key, emptied = tab.hand_over(handed)
+    assert emptied is None, "the session keeps no copy once the page has it"
     assert len(gallery) == 4 and len(lines) == 4 and np.asarray(S).shape == (4, 4) and "τ" in md
     assert key == tab.common.digest(tab._images(gallery), lines, TIER)  # from the files the gallery sends
     assert all(isinstance(item, str) and Path(item).is_file() for item, _ in gallery)  # drawn ahead, PNGs already

@@ -279,6 +279,34 @@ def test_clip_opens_computed_and_tau_follows_the_keyboard(page):
     page.screenshot(path=str(ARTIFACTS / "clip.png"), full_page=True)
 
 
+def test_a_new_batch_brings_its_images_captions_matrix_and_gap(page):
+    """🎲 draws a new batch: the captions and S come first, the gallery a message later, and the modality gap below
+    follows them; the gap drawn is the new batch's (measuring it again finds the same number), not a mix of the new
+    captions with the last batch's images."""
+    page.get_by_role("tab", name="CLIP").click()
+    page.get_by_text("logit scale 1/τ").first.wait_for(timeout=60_000)
+    page.locator("#clip-s").scroll_into_view_if_needed()
+    page.locator("#clip-s .js-plotly-plot").wait_for(timeout=30_000)
+    read = """() => [[...document.querySelectorAll('#clip-gallery img')].map(i => i.src).join(' '),
+                     document.querySelector('#clip-texts textarea').value,
+                     JSON.stringify(document.querySelector('#clip-s .js-plotly-plot').data[0].z)]"""
+    gap = """() => { const el = document.querySelector('#clip-gap .gtitle'); return el ? el.textContent : ''; }"""
+    click = "(n) => [...document.querySelectorAll('button')].find(b => b.innerText.trim() === n).click()"
+    before = page.evaluate(read)
+    page.evaluate(click, "🎲 Draw a random Shapes batch")
+    page.wait_for_function(f"b => ({read})()[0] !== b[0] && ({read})()[1] !== b[1] && ({read})()[2] !== b[2]",
+                           arg=before, timeout=30_000)
+    gallery, texts, _ = page.evaluate(read)
+    assert len(gallery.split()) == len(texts.split("\n")) == 8
+    page.locator("#clip-gap").scroll_into_view_if_needed()  # drawn when in view
+    page.wait_for_function(f"() => ({gap})().includes('|mean_img')", timeout=30_000)
+    page.wait_for_timeout(2000)  # nothing still in flight
+    followed = page.evaluate(gap)
+    page.evaluate(click, "↔️ Measure the gap for the images and texts above")
+    page.wait_for_timeout(2000)
+    assert page.evaluate(gap) == followed, "the gap that followed the new batch was not the new batch's"
+
+
 def test_finished_loading_statuses_are_dropped_so_each_status_message_stays_cheap(page):
     """Gradio re-sends its whole loading-status registry on every status message; demos/status_registry.js keeps it
     to the events in flight. Without the script the registry holds every input and output ever used (hundreds)."""
