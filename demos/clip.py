@@ -830,8 +830,9 @@ def _matrix_section(tier: gr.Radio, walk_md: gr.Markdown) -> tuple[gr.Gallery, g
     # costs the page its work at the click (the main thread's 30-40 ms there became 15-20), and flickers over S. Its
     # gallery and `drawn` follow its matrix a message later: the page handles a message in one task and paints when
     # the task ends, and in S's message they would send their change events there (the search, the views, the gap,
-    # each with its status), which held back S's paint (S on screen at 197-259 ms that way, 137-165 ms this way, the
-    # medians of 10 clicks in alternating runs). A caption edit, which changes no gallery, gained nothing that way.
+    # each with its status), which held back S's paint (S on screen at 179-346 ms that way, 128-221 ms this way: the
+    # medians of 10 clicks in nine alternating pairs of runs, lower this way in seven). A caption edit, which changes
+    # no gallery, gained nothing measurable that way.
     handed = gr.State(None)  # a new batch's gallery and digest, between its two messages
     batch_btn.click(ui(batch_matrix), [batch_n, log_tau, tier], [texts, *similarity_io[1][:-1], handed],
                     api_name="clip_batch", show_progress="minimal", show_progress_on=[gallery]).success(

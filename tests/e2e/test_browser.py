@@ -293,17 +293,20 @@ def test_a_new_batch_brings_its_images_captions_matrix_and_gap(page):
     gap = """() => { const el = document.querySelector('#clip-gap .gtitle'); return el ? el.textContent : ''; }"""
     click = "(n) => [...document.querySelectorAll('button')].find(b => b.innerText.trim() === n).click()"
     before = page.evaluate(read)
+    page.evaluate("() => { window.gapBefore = document.querySelector('#clip-gap .js-plotly-plot'); }")
     page.evaluate(click, "🎲 Draw a random Shapes batch")
     page.wait_for_function(f"b => ({read})()[0] !== b[0] && ({read})()[1] !== b[1] && ({read})()[2] !== b[2]",
                            arg=before, timeout=30_000)
     gallery, texts, _ = page.evaluate(read)
     assert len(gallery.split()) == len(texts.split("\n")) == 8
-    page.locator("#clip-gap").scroll_into_view_if_needed()  # drawn when in view
-    page.wait_for_function(f"() => ({gap})().includes('|mean_img')", timeout=30_000)
-    page.wait_for_timeout(2000)  # nothing still in flight
+    page.locator("#clip-gap").scroll_into_view_if_needed()  # drawn when in view, in a div of its own
+    page.wait_for_function("""() => { const plot = document.querySelector('#clip-gap .js-plotly-plot');
+                                      return plot && plot !== window.gapBefore && plot.querySelector('.gtitle'); }""",
+                           timeout=30_000)
+    page.wait_for_timeout(1000)  # nothing still in flight
     followed = page.evaluate(gap)
     page.evaluate(click, "↔️ Measure the gap for the images and texts above")
-    page.wait_for_timeout(2000)
+    page.wait_for_timeout(3000)  # a different figure would be drawn by then
     assert page.evaluate(gap) == followed, "the gap that followed the new batch was not the new batch's"
 
 
