@@ -36,6 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
+STEP = """(what) => {  // the slider #what one step up, or down from the top, as an arrow key moves it
+  const el = document.querySelector(`#${what} input[type=range]`);
+  const step = Number(el.step) || 1, value = Number(el.value);
+  el.value = String(value + step > Number(el.max) + 1e-9 ? value - step : value + step);
+  el.dispatchEvent(new Event('input', {bubbles: true}));
+}"""
 ACT_AND_WAIT = """
 async ([id, kind, what]) => {
   // Act as a person would, then time until the new image has loaded; the clock runs inside the page, from the
@@ -44,11 +50,8 @@ async ([id, kind, what]) => {
   document.querySelector(`#${id}`).scrollIntoView({block: 'center'});  // lazy images load only when on screen
   const before = img() ? img().src : '';
   const t0 = performance.now();
-  if (kind === 'slider') {  // one step up, or down from the top
-    const el = document.querySelector(`#${what} input[type=range]`);
-    const step = Number(el.step) || 1, value = Number(el.value);
-    el.value = String(value + step > Number(el.max) + 1e-9 ? value - step : value + step);
-    el.dispatchEvent(new Event('input', {bubbles: true}));
+  if (kind === 'slider') {
+    (""" + STEP + """)(what);
   } else if (kind === 'radio') {  // the next choice of the radio group #what
     document.querySelector(`#${what} input[type=radio]:not(:checked)`).click();
   } else {
@@ -99,13 +102,7 @@ async ([id, what]) => (""" + SETTLE + """)(id, () => {
   [...document.querySelectorAll('button')].find(b => b.innerText.trim() === what).click();
 })"""
 SLIDE_AND_SETTLE = """
-async ([id, what]) => (""" + SETTLE + """)(id, () => {
-  // the slider #what moved one step up (down from the top), as an arrow key moves it
-  const el = document.querySelector(`#${what} input[type=range]`);
-  const step = Number(el.step) || 1, value = Number(el.value);
-  el.value = String(value + step > Number(el.max) + 1e-9 ? value - step : value + step);
-  el.dispatchEvent(new Event('input', {bubbles: true}));
-})"""
+async ([id, what]) => (""" + SETTLE + """)(id, () => (""" + STEP + """)(what))"""
 EDIT_AND_SETTLE = """
 async ([id, box, suffix]) => {
   // The first line of the text box #box edited as typing does (its end becomes `suffix`): the value, then the key
